@@ -1,0 +1,69 @@
+"""unirouter: universal model routing (UniRoute, arXiv 2502.08773).
+
+Send each prompt to the cheapest LLM that is likely to answer it well, among any set of models,
+including models added after the router was built: a new model only needs one pass over a small
+labelled validation set.
+"""
+
+from __future__ import annotations
+
+from unirouter.datasets import RoutingDataset, ValidationSet, default_data_dir, load_dataset
+from unirouter.embedders import CallableEmbedder, Embedder, EmbeddingCache, SentenceTransformerEmbedder
+from unirouter.exceptions import (
+    DatasetError,
+    DuplicateModelError,
+    InvalidInputError,
+    NotFittedError,
+    PersistenceError,
+    ProfileMismatchError,
+    ProfilingError,
+    UniRouterError,
+    UniRouterWarning,
+    UnknownModelError,
+)
+from unirouter.profiles import ModelProfile, ProfilingStats
+from unirouter.router import RoutingDecision, UniRouter
+
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str):  # lazy: these pull in optional work only when used
+    if name == "calibrate_cost_weight":
+        from unirouter.calibration import calibrate_cost_weight
+
+        return calibrate_cost_weight
+    if name in {"Profiler", "ResponseCache"}:
+        from unirouter import profiler
+
+        return getattr(profiler, name)
+    raise AttributeError(f"module 'unirouter' has no attribute {name!r}")
+
+
+__all__ = [
+    "CallableEmbedder",
+    "DatasetError",
+    "DuplicateModelError",
+    "Embedder",
+    "EmbeddingCache",
+    "InvalidInputError",
+    "ModelProfile",
+    "NotFittedError",
+    "PersistenceError",
+    "ProfileMismatchError",
+    "Profiler",
+    "ProfilingError",
+    "ProfilingStats",
+    "ResponseCache",
+    "RoutingDataset",
+    "RoutingDecision",
+    "SentenceTransformerEmbedder",
+    "UniRouter",
+    "UniRouterError",
+    "UniRouterWarning",
+    "UnknownModelError",
+    "ValidationSet",
+    "__version__",
+    "calibrate_cost_weight",
+    "default_data_dir",
+    "load_dataset",
+]

@@ -1,0 +1,566 @@
+"""Machinery shared by every router: the model pool, profiles, routing decisions, save/load hooks.
+
+Every router here has the same form (method.md section 2): the validation set is partitioned into P
+parts (K clusters for UniRoute, one part per prompt for K-NN, a single part for ZeroRouter); a model is
+described by its shrunk error (and expected cost) on each part, ``psi (P,)``; a prompt by weights over
+the parts ``w(x) (P,)``; and
+
+    gamma(x, h) = w(x) . psi(h)        route(x) = argmin_h gamma(x, h) + lam * cost(x, h)
+
+Subclasses implement ``_fit_partition`` (learn the map and partition the validation prompts) and
+``_weights`` (or the faster ``_gamma_cost``). Adding a model computes its ``psi``: no refit, ever.
+
+The pool is an immutable snapshot swapped under a lock, so routing threads never see a half-added
+model and never take a lock.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from unirouter._params import ParamsMixin
+from unirouter._validation import (
+    check_cost,
+    check_cost_weight,
+    check_costs,
+    check_embeddings,
+    check_is_fitted,
+    check_model_name,
+    check_prompt,
+    check_prompts,
+    check_scores,
+)
+from unirouter.datasets import ValidationSet
+from unirouter.embedders import Embedder, EmbedderIdentity, as_embedder
+from unirouter.exceptions import (
+    DuplicateModelError,
+    InvalidInputError,
+    ProfileMismatchError,
+    UnknownModelError,
+)
+from unirouter.profiles import ModelProfile, ProfilingStats, cluster_statistics
+
+__all__ = ["BaseRouter", "RoutingDecision"]
+
+
+@dataclass(frozen=True)
+class RoutingDecision:
+    """What the router decided for one prompt, and why.
+
+    Attributes
+    ----------
+    model : str
+        The chosen model.
+    candidates : tuple of str
+        The models that were considered, in router order.
+    predicted_error : ndarray (n_candidates,)
+        gamma(x, h) for each candidate.
+    expected_cost : ndarray (n_candidates,)
+        Expected cost of each candidate on this prompt.
+    cost_weight : float
+        The lambda used.
+    cluster_weights : ndarray (K,) or None
+        Phi(x) (None for routers without clusters, e.g. K-NN).
+    """
+
+    model: str
+    candidates: tuple[str, ...]
+    predicted_error: np.ndarray
+    expected_cost: np.ndarray
+    cost_weight: float
+    cluster_weights: np.ndarray | None = None
+    _order: np.ndarray = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
+
+    @property
+    def scores(self) -> np.ndarray:
+        """predicted_error + cost_weight * expected_cost, per candidate (lower is better)."""
+        return self.predicted_error + self.cost_weight * self.expected_cost
+
+    @property
+    def ranked(self) -> tuple[str, ...]:
+        """Candidates best first: the chosen model, then the fallbacks in order."""
+        order = self._order if self._order is not None else np.argsort(self.scores, kind="stable")
+        return tuple(self.candidates[i] for i in order)
+
+    @property
+    def cluster(self) -> int | None:
+        """The most likely cluster, if the router has clusters."""
+        return None if self.cluster_weights is None else int(np.argmax(self.cluster_weights))
+
+    @property
+    def chosen_predicted_error(self) -> float:
+        return float(self.predicted_error[self.candidates.index(self.model)])
+
+    @property
+    def chosen_expected_cost(self) -> float:
+        return float(self.expected_cost[self.candidates.index(self.model)])
+
+    def to_dict(self, *, include_weights: bool = False) -> dict[str, Any]:
+        """A JSON-ready view (used in LangChain/LlamaIndex metadata and by the CLI)."""
+        out: dict[str, Any] = {
+            "model": self.model,
+            "cost_weight": self.cost_weight,
+            "cluster": self.cluster,
+            "ranked": list(self.ranked),
+            "predicted_error": {n: round(float(e), 6) for n, e in zip(self.candidates, self.predicted_error)},
+            "expected_cost": {n: float(c) for n, c in zip(self.candidates, self.expected_cost)},
+        }
+        if include_weights and self.cluster_weights is not None:
+            out["cluster_weights"] = [round(float(w), 6) for w in self.cluster_weights]
+        return out
+
+
+@dataclass(frozen=True)
+class _Pool:
+    """Immutable view of the registered models (swapped atomically on add/remove)."""
+
+    names: tuple[str, ...] = ()
+    psi: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (M, P) error per part
+    cost: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (M, P) expected cost per part
+    profiles: dict[str, ModelProfile] = field(default_factory=dict)
+
+    def index(self, names: Iterable[str]) -> np.ndarray:
+        pos = {n: i for i, n in enumerate(self.names)}
+        out = []
+        for n in names:
+            if n not in pos:
+                msg = f"model {n!r} is not registered with this router; registered: {list(self.names)}."
+                raise UnknownModelError(msg, model=n)
+            out.append(pos[n])
+        return np.asarray(out, dtype=np.int64)
+
+
+class BaseRouter(ParamsMixin):
+    """Base class of all routers; see the module docstring for the shared form."""
+
+    _has_clusters = True
+
+    # -- state ---------------------------------------------------------------------------------
+    def _init_state(self) -> None:
+        if not hasattr(self, "_pool_lock"):
+            self._pool_lock = threading.RLock()
+            self._pool = _Pool()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_pool_lock", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._pool_lock = threading.RLock()
+
+    @property
+    def embedder_(self) -> Embedder:
+        """The resolved embedder (the default MiniLM when ``embedder=None``)."""
+        emb = getattr(self, "_embedder", None)
+        if emb is None:
+            emb = as_embedder(getattr(self, "embedder", None))
+            self._embedder = emb
+        return emb
+
+    def _fitted_attribute(self) -> str:
+        return "validation_labels_"
+
+    def _check_fitted(self) -> None:
+        check_is_fitted(self, self._fitted_attribute())
+
+    # -- fitting -------------------------------------------------------------------------------
+    def _embed(self, texts: Sequence[str]) -> np.ndarray:
+        return self.embedder_.embed(list(texts))
+
+    def _validation_inputs(
+        self, validation: ValidationSet | Sequence[str] | None, validation_embeddings: Any
+    ) -> tuple[ValidationSet | None, np.ndarray]:
+        if validation is None and validation_embeddings is None:
+            msg = "fit needs the validation prompts (validation=ValidationSet or list of prompts) or validation_embeddings=."
+            raise InvalidInputError(msg)
+        vs: ValidationSet | None
+        if validation is None:
+            vs = None
+        elif isinstance(validation, ValidationSet):
+            vs = validation
+        else:
+            vs = ValidationSet(check_prompts(validation, what="validation"))
+        if validation_embeddings is not None:
+            xv = check_embeddings(validation_embeddings, what="validation_embeddings")
+            if vs is not None and xv.shape[0] != len(vs):
+                msg = f"validation_embeddings has {xv.shape[0]} rows for {len(vs)} validation prompts."
+                raise InvalidInputError(msg)
+        else:
+            assert vs is not None
+            xv = self._embed(vs.prompts)
+        return vs, xv
+
+    def _finish_fit(self, vs: ValidationSet | None, xv: np.ndarray, labels: np.ndarray, n_parts: int) -> None:
+        """Record the validation partition and re-derive every registered model's psi."""
+        self._init_state()
+        self.validation_set_ = vs
+        self.validation_fingerprint_ = vs.fingerprint if vs is not None else _array_fingerprint(xv)
+        self.n_validation_ = int(xv.shape[0])
+        self.n_parts_ = int(n_parts)
+        self.validation_labels_ = np.asarray(labels, dtype=np.int64)
+        # The name needs no model load; the dimension is read off the data.
+        self.embedder_identity_ = EmbedderIdentity(name=self.embedder_.name, dim=int(xv.shape[1]))
+        with self._pool_lock:
+            self._pool = _Pool()
+
+    # -- profiles ------------------------------------------------------------------------------
+    def _prior_strength(self) -> float:
+        return float(getattr(self, "prior_strength", 0.0))
+
+    def build_profile(
+        self,
+        name: str,
+        correctness: Any,
+        *,
+        cost: float | Sequence[float] | np.ndarray,
+        stats: ProfilingStats | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> ModelProfile:
+        """A :class:`ModelProfile` from a model's quality on the validation prompts (not registered).
+
+        Parameters
+        ----------
+        correctness : array-like of shape (n_val,)
+            Quality in [0, 1] per validation prompt, in the validation set's order; NaN = unknown.
+        cost : float or array-like of shape (n_val,)
+            Cost per query, or measured per-query costs (per-cluster expected cost is derived).
+        """
+        self._check_fitted()
+        check_model_name(name)
+        scores = check_scores(correctness, n=self.n_validation_, what=f"correctness of {name!r}")
+        if isinstance(cost, (list, tuple, np.ndarray)):
+            costs = check_costs(cost, n=self.n_validation_, what=f"cost of {name!r}")
+        else:
+            costs = None
+            flat = check_cost(cost, what=f"cost of {name!r}")
+        a = self._prior_strength()
+        err, counts, gerr = cluster_statistics(1.0 - scores, self.validation_labels_, self.n_parts_, a)
+        if costs is not None:
+            ccost, _, flat = cluster_statistics(costs, self.validation_labels_, self.n_parts_, a)
+        else:
+            ccost = np.full(self.n_parts_, flat)
+        return ModelProfile(
+            name=name,
+            validation_fingerprint=self.validation_fingerprint_,
+            scores=scores,
+            costs=costs,
+            cost_per_query=float(flat),
+            cluster_error=err,
+            cluster_cost=ccost,
+            cluster_count=counts.tolist(),
+            global_error=gerr,
+            prior_strength=a,
+            stats=stats or ProfilingStats(),
+            metadata=dict(metadata or {}),
+        )
+
+    def add_model(
+        self,
+        name: str,
+        correctness: Any = None,
+        *,
+        cost: float | Sequence[float] | np.ndarray | None = None,
+        replace: bool = False,
+        model: Any = None,
+        **profile_kwargs: Any,
+    ) -> ModelProfile:
+        """Register a model from its validation labels, or profile it by calling it.
+
+        With ``correctness`` (one score per validation prompt) the profile is computed directly. With
+        ``model=`` (an async or sync callable ``prompt -> text`` or ``(text, usage)``), the model is
+        run over the validation set by :func:`unirouter.profiler.profile_model`; ``profile_kwargs``
+        (``scorer``, ``validation_set``, ``cache``, ``max_concurrency``, ...) go to the profiler.
+
+        Nothing is refitted. Raises :class:`DuplicateModelError` if the name is taken and
+        ``replace`` is false.
+        """
+        self._check_fitted()
+        check_model_name(name)
+        if not replace and name in self._pool.profiles:
+            msg = f"a model named {name!r} is already registered; pass replace=True to replace its profile."
+            raise DuplicateModelError(msg, model=name)
+        if model is not None:
+            if correctness is not None:
+                msg = "give either correctness= (known labels) or model= (profile by calling it), not both."
+                raise InvalidInputError(msg)
+            from unirouter.profiler import profile_model
+
+            profile = profile_model(self, name, model, cost=cost, **profile_kwargs)
+        else:
+            if profile_kwargs:
+                msg = f"unexpected arguments without model=: {sorted(profile_kwargs)}."
+                raise InvalidInputError(msg)
+            if correctness is None or cost is None:
+                msg = f"add_model({name!r}) needs correctness= (one score per validation prompt) and cost=, or model= to profile."
+                raise InvalidInputError(msg)
+            profile = self.build_profile(name, correctness, cost=cost)
+        return self.add_profile(profile, replace=replace)
+
+    async def aadd_model(
+        self, name: str, *, model: Any, cost: Any = None, replace: bool = False, **profile_kwargs: Any
+    ) -> ModelProfile:
+        """Async twin of :meth:`add_model` with ``model=``: profiles without blocking the event loop."""
+        self._check_fitted()
+        check_model_name(name)
+        if not replace and name in self._pool.profiles:
+            msg = f"a model named {name!r} is already registered; pass replace=True to replace its profile."
+            raise DuplicateModelError(msg, model=name)
+        from unirouter.profiler import aprofile_model
+
+        profile = await aprofile_model(self, name, model, cost=cost, **profile_kwargs)
+        return self.add_profile(profile, replace=replace)
+
+    def add_profile(self, profile: ModelProfile, *, replace: bool = False) -> ModelProfile:
+        """Register an existing profile (e.g. loaded from disk).
+
+        The profile must come from this router's validation set; its cluster statistics are
+        recomputed for this router's clusters from the stored per-prompt scores.
+        """
+        self._check_fitted()
+        if profile.validation_fingerprint != self.validation_fingerprint_:
+            msg = (
+                f"profile {profile.name!r} was measured on validation set {profile.validation_fingerprint!r}, "
+                f"but this router uses {self.validation_fingerprint_!r}; re-profile the model on this router's validation set."
+            )
+            raise ProfileMismatchError(msg)
+        if profile.scores.shape[0] != self.n_validation_:
+            msg = f"profile {profile.name!r} has {profile.scores.shape[0]} scores for {self.n_validation_} validation prompts."
+            raise ProfileMismatchError(msg)
+        same_parts = profile.cluster_error.shape[0] == self.n_parts_ and profile.prior_strength == self._prior_strength()
+        if not same_parts:
+            rebuilt = self.build_profile(
+                profile.name,
+                profile.scores,
+                cost=profile.costs if profile.costs is not None else profile.cost_per_query,
+                stats=profile.stats,
+                metadata=profile.metadata,
+            )
+            profile = rebuilt.model_copy(update={"created_at": profile.created_at})
+        with self._pool_lock:
+            pool = self._pool
+            if not replace and profile.name in pool.profiles:
+                msg = f"a model named {profile.name!r} is already registered; pass replace=True to replace its profile."
+                raise DuplicateModelError(msg, model=profile.name)
+            profiles = dict(pool.profiles)
+            profiles[profile.name] = profile
+            self._pool = _build_pool(profiles)
+        return profile
+
+    def remove_model(self, name: str) -> ModelProfile:
+        """Unregister a model and return its profile. Nothing is refitted."""
+        self._check_fitted()
+        with self._pool_lock:
+            pool = self._pool
+            if name not in pool.profiles:
+                msg = f"cannot remove {name!r}: not registered. Registered: {list(pool.names)}."
+                raise UnknownModelError(msg, model=name)
+            profiles = dict(pool.profiles)
+            removed = profiles.pop(name)
+            self._pool = _build_pool(profiles)
+        return removed
+
+    @property
+    def models_(self) -> list[str]:
+        """Names of the registered models, in registration order."""
+        self._check_fitted()
+        return list(self._pool.names)
+
+    @property
+    def profiles_(self) -> dict[str, ModelProfile]:
+        """Registered profiles by name (a copy)."""
+        self._check_fitted()
+        return dict(self._pool.profiles)
+
+    def get_profile(self, name: str) -> ModelProfile:
+        self._check_fitted()
+        pool = self._pool
+        if name not in pool.profiles:
+            msg = f"model {name!r} is not registered; registered: {list(pool.names)}."
+            raise UnknownModelError(msg, model=name)
+        return pool.profiles[name]
+
+    # -- prediction ----------------------------------------------------------------------------
+    def _weights(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _gamma_cost(
+        self, x: np.ndarray, psi: np.ndarray, cost: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(gamma (n, M), expected cost (n, M), weights (n, P) or None) for models with ``psi``/``cost``."""
+        w = self._weights(x)
+        return w @ psi.T, w @ cost.T, (w if self._has_clusters else None)
+
+    def _columns(self, pool: _Pool, models: Iterable[str] | None, exclude: Iterable[str] | None) -> np.ndarray:
+        if models is not None and isinstance(models, str):
+            models = [models]
+        if exclude is not None and isinstance(exclude, str):
+            exclude = [exclude]
+        cols = pool.index(models) if models is not None else np.arange(len(pool.names))
+        if exclude is not None:
+            ex = set(pool.index(exclude).tolist())
+            cols = np.asarray([c for c in cols if c not in ex], dtype=np.int64)
+        if cols.size == 0:
+            if not pool.names:
+                msg = "no models are registered with this router; add one with add_model(...)."
+            else:
+                msg = "no candidate model is left after applying models=/exclude=."
+            raise UnknownModelError(msg)
+        return cols
+
+    def _prepare_x(self, prompts: Any, embeddings: Any, *, single: bool) -> np.ndarray:
+        dim = self.embedder_identity_.dim if getattr(self, "embedder_identity_", None) else None
+        if embeddings is not None:
+            return check_embeddings(embeddings, dim=dim)
+        if single:
+            return self._embed([check_prompt(prompts)])
+        return self._embed(check_prompts(prompts))
+
+    def predict(
+        self,
+        prompts: Sequence[str] | None = None,
+        *,
+        embeddings: Any = None,
+        models: Iterable[str] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """Predicted error and expected cost matrices ``(n, M)`` and the model names (columns)."""
+        self._check_fitted()
+        x = self._prepare_x(prompts, embeddings, single=False)
+        pool = self._pool
+        cols = self._columns(pool, models, None)
+        gamma, cost, _ = self._gamma_cost(x, pool.psi[cols], pool.cost[cols])
+        return gamma, cost, [pool.names[i] for i in cols]
+
+    def choose(self, embeddings: np.ndarray, cost_weight: float = 0.0, *, models: Iterable[str] | None = None) -> np.ndarray:
+        """Fast path: index (into ``models`` or the pool) of the chosen model per embedding row."""
+        pool = self._pool
+        cols = self._columns(pool, models, None) if models is not None else np.arange(len(pool.names))
+        gamma, cost, _ = self._gamma_cost(embeddings, pool.psi[cols], pool.cost[cols])
+        return _argmin_rows(gamma, cost, float(cost_weight))
+
+    def route(
+        self,
+        prompt: str | None = None,
+        *,
+        cost_weight: float | None = None,
+        models: Iterable[str] | None = None,
+        exclude: Iterable[str] | None = None,
+        embedding: Any = None,
+    ) -> RoutingDecision:
+        """Choose a model for one prompt.
+
+        Parameters
+        ----------
+        prompt : str
+        cost_weight : float >= 0, optional
+            lambda; defaults to the router's ``cost_weight``. 0 = best predicted quality.
+        models : list of str, optional
+            Only consider these models.
+        exclude : list of str, optional
+            Never choose these models.
+        embedding : array (dim,), optional
+            A precomputed embedding instead of ``prompt``.
+        """
+        self._check_fitted()
+        x = self._prepare_x(prompt, embedding, single=True)
+        return self._decide(x, cost_weight, models, exclude)[0]
+
+    def route_batch(
+        self,
+        prompts: Sequence[str] | None = None,
+        *,
+        cost_weight: float | None = None,
+        models: Iterable[str] | None = None,
+        exclude: Iterable[str] | None = None,
+        embeddings: Any = None,
+    ) -> list[RoutingDecision]:
+        """:meth:`route` for many prompts: one embedding call, one matrix product."""
+        self._check_fitted()
+        x = self._prepare_x(prompts, embeddings, single=False)
+        return self._decide(x, cost_weight, models, exclude)
+
+    def _decide(self, x: np.ndarray, cost_weight: float | None, models: Any, exclude: Any) -> list[RoutingDecision]:
+        lam = check_cost_weight(self._default_cost_weight() if cost_weight is None else cost_weight)
+        pool = self._pool
+        cols = self._columns(pool, models, exclude)
+        names = tuple(pool.names[i] for i in cols)
+        gamma, cost, w = self._gamma_cost(x, pool.psi[cols], pool.cost[cols])
+        order = np.argsort(_tie_broken(gamma, cost, lam), axis=1, kind="stable")
+        return [
+            RoutingDecision(
+                model=names[order[i, 0]],
+                candidates=names,
+                predicted_error=gamma[i],
+                expected_cost=cost[i],
+                cost_weight=lam,
+                cluster_weights=None if w is None else w[i],
+                _order=order[i],
+            )
+            for i in range(x.shape[0])
+        ]
+
+    def _default_cost_weight(self) -> float:
+        return float(getattr(self, "cost_weight", 0.0) or 0.0)
+
+    # -- calibration and persistence ----------------------------------------------------------
+    def calibrate(self, prompts: Sequence[str] | None = None, *, embeddings: Any = None, **target: Any) -> float:
+        """Set and return ``cost_weight`` for a target; see :func:`unirouter.calibrate_cost_weight`."""
+        from unirouter.calibration import calibrate_cost_weight
+
+        lam = calibrate_cost_weight(self, prompts, embeddings=embeddings, **target)
+        self.cost_weight = lam
+        return lam
+
+    def _state_arrays(self) -> dict[str, np.ndarray]:  # pragma: no cover - overridden
+        return {}
+
+    def _load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:  # pragma: no cover - overridden
+        pass
+
+    def save(self, path: Any, *, overwrite: bool = False) -> None:
+        """Save to a directory (JSON + .npy, never pickle); atomic. See :mod:`unirouter.persistence`."""
+        from unirouter.persistence import save_router
+
+        save_router(self, path, overwrite=overwrite)
+
+    @classmethod
+    def load(cls, path: Any, *, embedder: Any = None) -> BaseRouter:
+        """Load a router saved with :meth:`save`; refuses another embedder than the one it was fitted with."""
+        from unirouter.persistence import load_router
+
+        router = load_router(path, embedder=embedder)
+        if not isinstance(router, cls):
+            msg = f"{path} holds a {type(router).__name__}, not a {cls.__name__}."
+            raise InvalidInputError(msg)
+        return router
+
+
+def _build_pool(profiles: dict[str, ModelProfile]) -> _Pool:
+    names = tuple(profiles)
+    if not names:
+        return _Pool()
+    psi = np.ascontiguousarray(np.stack([profiles[n].cluster_error for n in names]))
+    cost = np.ascontiguousarray(np.stack([profiles[n].cluster_cost for n in names]))
+    return _Pool(names=names, psi=psi, cost=cost, profiles=profiles)
+
+
+def _tie_broken(gamma: np.ndarray, cost: np.ndarray, lam: float) -> np.ndarray:
+    """Scores with a negligible cost term added, so exact ties go to the cheaper model."""
+    scale = float(cost.max()) if cost.size else 0.0
+    tie = 1e-9 * cost / scale if scale > 0 else 0.0
+    return gamma + lam * cost + tie
+
+
+def _argmin_rows(gamma: np.ndarray, cost: np.ndarray, lam: float) -> np.ndarray:
+    return np.argmin(_tie_broken(gamma, cost, lam), axis=1)
+
+
+def _array_fingerprint(x: np.ndarray) -> str:
+    import hashlib
+
+    return "emb:" + hashlib.sha256(np.ascontiguousarray(x, dtype=np.float32).tobytes()).hexdigest()[:16]

@@ -1,0 +1,189 @@
+"""Input checks shared by every module. Each check raises a typed error that says what to fix."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from numbers import Real
+from typing import Any
+
+import numpy as np
+
+from unirouter.exceptions import InvalidInputError, NotFittedError
+
+__all__ = [
+    "as_rng",
+    "check_cost",
+    "check_cost_weight",
+    "check_costs",
+    "check_embeddings",
+    "check_is_fitted",
+    "check_model_name",
+    "check_prompt",
+    "check_prompts",
+    "check_scores",
+]
+
+
+def check_prompt(prompt: Any, *, what: str = "prompt") -> str:
+    """Return ``prompt`` if it is a non-blank string, else raise :class:`InvalidInputError`."""
+    if not isinstance(prompt, str):
+        msg = f"{what} must be a string. Got {type(prompt).__name__}: {prompt!r:.80}."
+        raise InvalidInputError(msg)
+    if not prompt.strip():
+        msg = f"{what} must contain text; got an empty or whitespace-only string."
+        raise InvalidInputError(msg)
+    return prompt
+
+
+def check_prompts(prompts: Any, *, what: str = "prompts", allow_empty_list: bool = False) -> list[str]:
+    """Return ``prompts`` as a list of non-blank strings.
+
+    A single string is refused (it would otherwise be iterated character by character).
+    """
+    if isinstance(prompts, (str, bytes)):
+        msg = f"{what} must be a list of strings, not a single {type(prompts).__name__}. Wrap it: [{what[:-1]}]."
+        raise InvalidInputError(msg)
+    if not isinstance(prompts, Iterable):
+        msg = f"{what} must be a list of strings. Got {type(prompts).__name__}."
+        raise InvalidInputError(msg)
+    out = list(prompts)
+    if not out and not allow_empty_list:
+        msg = f"{what} is empty; pass at least one prompt."
+        raise InvalidInputError(msg)
+    for i, p in enumerate(out):
+        check_prompt(p, what=f"{what}[{i}]")
+    return out
+
+
+def check_scores(scores: Any, *, n: int | None = None, what: str = "correctness", allow_nan: bool = True) -> np.ndarray:
+    """Quality scores in [0, 1] (0/1 correctness or graded); NaN marks a missing cell."""
+    try:
+        arr = np.asarray(scores, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        msg = f"{what} must be numbers in [0, 1] (NaN for missing). Could not convert: {e}."
+        raise InvalidInputError(msg) from e
+    if arr.ndim != 1:
+        msg = f"{what} must be one-dimensional (one score per validation prompt). Got shape {arr.shape}."
+        raise InvalidInputError(msg)
+    if n is not None and arr.shape[0] != n:
+        msg = f"{what} has {arr.shape[0]} entries but the validation set has {n} prompts; give one score per prompt, in order."
+        raise InvalidInputError(msg)
+    if np.isinf(arr).any():
+        msg = f"{what} contains inf; scores must be finite numbers in [0, 1] (NaN for missing)."
+        raise InvalidInputError(msg)
+    nan = np.isnan(arr)
+    if nan.any() and not allow_nan:
+        msg = f"{what} contains NaN at position {int(np.argmax(nan))}; missing values are not allowed here."
+        raise InvalidInputError(msg)
+    bad = (~nan) & ((arr < 0) | (arr > 1))
+    if bad.any():
+        i = int(np.argmax(bad))
+        msg = f"{what} must lie in [0, 1]. Got {arr[i]!r} at position {i}."
+        raise InvalidInputError(msg)
+    if nan.all():
+        msg = f"{what} has no observed value (all missing); the model needs at least one scored prompt."
+        raise InvalidInputError(msg)
+    return arr
+
+
+def check_cost(cost: Any, *, what: str = "cost") -> float:
+    """A single finite cost >= 0."""
+    if isinstance(cost, bool) or not isinstance(cost, (Real, np.floating, np.integer)):
+        msg = f"{what} must be a finite number >= 0. Got {type(cost).__name__}: {cost!r:.60}."
+        raise InvalidInputError(msg)
+    c = float(cost)
+    if not math.isfinite(c) or c < 0:
+        msg = f"{what} must be a finite number >= 0. Got {cost!r}."
+        raise InvalidInputError(msg)
+    return c
+
+
+def check_costs(costs: Any, *, n: int | None = None, what: str = "cost", allow_nan: bool = True) -> np.ndarray:
+    """Per-query costs: finite and >= 0; NaN marks a missing cell."""
+    try:
+        arr = np.asarray(costs, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        msg = f"{what} must be numbers >= 0. Could not convert: {e}."
+        raise InvalidInputError(msg) from e
+    if arr.ndim != 1:
+        msg = f"{what} must be one-dimensional (one cost per prompt). Got shape {arr.shape}."
+        raise InvalidInputError(msg)
+    if n is not None and arr.shape[0] != n:
+        msg = f"{what} has {arr.shape[0]} entries but {n} were expected (one per validation prompt)."
+        raise InvalidInputError(msg)
+    if np.isinf(arr).any():
+        msg = f"{what} contains inf; costs must be finite numbers >= 0."
+        raise InvalidInputError(msg)
+    nan = np.isnan(arr)
+    if nan.any() and not allow_nan:
+        msg = f"{what} contains NaN at position {int(np.argmax(nan))}; give a finite cost >= 0."
+        raise InvalidInputError(msg)
+    if (arr[~nan] < 0).any():
+        i = int(np.argmax((~nan) & (arr < 0)))
+        msg = f"{what} must be >= 0. Got {arr[i]!r} at position {i}."
+        raise InvalidInputError(msg)
+    if nan.all():
+        msg = f"{what} has no observed value (all missing)."
+        raise InvalidInputError(msg)
+    return arr
+
+
+def check_cost_weight(cost_weight: Any) -> float:
+    """The trade-off lambda: a finite number >= 0."""
+    return check_cost(cost_weight, what="cost_weight")
+
+
+def check_model_name(name: Any) -> str:
+    if not isinstance(name, str) or not name.strip():
+        msg = f"model name must be a non-empty string. Got {name!r}."
+        raise InvalidInputError(msg)
+    return name
+
+
+def check_embeddings(x: Any, *, dim: int | None = None, what: str = "embeddings") -> np.ndarray:
+    """A 2-D float32 array of finite embeddings (rows are prompts)."""
+    arr = np.asarray(x, dtype=np.float32)
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2:
+        msg = f"{what} must be a 2-D array (n_prompts, dim). Got shape {arr.shape}."
+        raise InvalidInputError(msg)
+    if dim is not None and arr.shape[1] != dim:
+        msg = f"{what} have dimension {arr.shape[1]} but the router's embedder has dimension {dim}."
+        raise InvalidInputError(msg)
+    if not np.isfinite(arr).all():
+        msg = f"{what} contain NaN or inf."
+        raise InvalidInputError(msg)
+    return arr
+
+
+def check_is_fitted(obj: Any, attribute: str = "centroids_") -> None:
+    """Raise :class:`NotFittedError` unless ``obj`` has the fitted attribute."""
+    if getattr(obj, attribute, None) is None:
+        msg = (
+            f"This {type(obj).__name__} instance is not fitted yet. "
+            "Call 'fit' with appropriate arguments before using this router."
+        )
+        raise NotFittedError(msg)
+
+
+def as_rng(random_state: int | np.random.Generator | None) -> np.random.Generator:
+    """Turn a seed (or None, or a Generator) into a numpy Generator."""
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    if random_state is not None and (isinstance(random_state, bool) or not isinstance(random_state, (int, np.integer))):
+        msg = f"random_state must be an int, a numpy Generator or None. Got {random_state!r}."
+        raise InvalidInputError(msg)
+    return np.random.default_rng(random_state)
+
+
+def unique_names(names: Sequence[str], *, what: str = "model names") -> list[str]:
+    seen: set[str] = set()
+    for n in names:
+        check_model_name(n)
+        if n in seen:
+            msg = f"{what} must be unique; {n!r} appears more than once."
+            raise InvalidInputError(msg)
+        seen.add(n)
+    return list(names)

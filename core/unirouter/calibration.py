@@ -1,0 +1,151 @@
+"""Turn a target into a cost weight (lambda) on a sample of prompts.
+
+Along the Lagrangian path ``argmin_h gamma(x,h) + lam * cost(x,h)``, the mean expected cost, the
+predicted error and the share of calls to the most expensive model are all monotone step functions
+of ``lam``. Each target is therefore met at a threshold found by bisection (in log space, to machine
+precision) on the router's own predictions for the sample:
+
+* ``budget``: the smallest ``lam`` whose mean expected cost per query is <= budget;
+* ``quality_floor``: the largest ``lam`` whose predicted accuracy is >= the floor;
+* ``max_quality_drop``: the same, with the floor = predicted accuracy of the best single model on the
+  sample minus the drop (e.g. 0.01 = "within 1 point of the best model");
+* ``max_top_share``: the smallest ``lam`` sending at most that share of calls to the most expensive
+  model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from unirouter.exceptions import InvalidInputError
+
+__all__ = ["calibrate_cost_weight", "routing_summary"]
+
+
+def _choices(gamma: np.ndarray, cost: np.ndarray, lam: float) -> np.ndarray:
+    scale = float(cost.max()) if cost.size else 0.0
+    tie = 1e-9 * cost / scale if scale > 0 else 0.0
+    return np.argmin(gamma + lam * cost + tie, axis=1)
+
+
+def routing_summary(gamma: np.ndarray, cost: np.ndarray, lam: float) -> dict[str, Any]:
+    """Predicted mean error, mean cost and per-model call shares at ``lam`` (matrices are (n, M))."""
+    pick = _choices(gamma, cost, lam)
+    rows = np.arange(gamma.shape[0])
+    return {
+        "error": float(gamma[rows, pick].mean()),
+        "cost": float(cost[rows, pick].mean()),
+        "shares": np.bincount(pick, minlength=gamma.shape[1]) / gamma.shape[0],
+    }
+
+
+def _lam_max(gamma: np.ndarray, cost: np.ndarray) -> float:
+    """A lambda large enough that every prompt goes to its cheapest model."""
+    spread = float(gamma.max() - gamma.min()) + 1e-12
+    c = np.sort(np.unique(np.round(cost, 15)))
+    gaps = np.diff(c)
+    gap = float(gaps[gaps > 0].min()) if (gaps > 0).any() else 1.0
+    return 4.0 * spread / max(gap, 1e-15)
+
+
+def _bisect(ok: Callable[[float], bool], lo: float, hi: float, *, smallest: bool) -> float:
+    """Threshold of a monotone predicate on [lo, hi], bisecting log(lam) then lam."""
+    a, b = np.log(max(lo, 1e-300)), np.log(hi)
+    for _ in range(200):
+        mid = np.exp(0.5 * (a + b))
+        if ok(mid) == smallest:
+            b = np.log(mid)
+        else:
+            a = np.log(mid)
+        if b - a < 1e-12:
+            break
+    return float(np.exp(b) if smallest else np.exp(a))
+
+
+def calibrate_cost_weight(
+    router: Any,
+    prompts: Sequence[str] | None = None,
+    *,
+    embeddings: Any = None,
+    budget: float | None = None,
+    quality_floor: float | None = None,
+    max_quality_drop: float | None = None,
+    max_top_share: float | None = None,
+    models: Iterable[str] | None = None,
+) -> float:
+    """The cost weight that meets one target on a sample of prompts.
+
+    Parameters
+    ----------
+    router : a fitted router with models registered
+    prompts : list of str, optional
+        A sample of the traffic to calibrate on (or give ``embeddings``); the router's validation
+        prompts are typical.
+    budget : float, optional
+        Target mean cost per query.
+    quality_floor : float in [0, 1], optional
+        Minimum predicted accuracy.
+    max_quality_drop : float in [0, 1], optional
+        Allowed drop of predicted accuracy below the best single model on the sample.
+    max_top_share : float in [0, 1], optional
+        Maximum share of calls to the most expensive model.
+    models : list of str, optional
+        Restrict to these models.
+
+    Returns
+    -------
+    float
+        lambda (>= 0). Exactly one target must be given.
+    """
+    targets = {"budget": budget, "quality_floor": quality_floor, "max_quality_drop": max_quality_drop, "max_top_share": max_top_share}
+    given = {k: v for k, v in targets.items() if v is not None}
+    if len(given) != 1:
+        msg = f"give exactly one target among {list(targets)}; got {sorted(given) or 'none'}."
+        raise InvalidInputError(msg)
+    (kind, value), = given.items()
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
+        msg = f"{kind} must be a finite number >= 0. Got {value!r}."
+        raise InvalidInputError(msg)
+    if kind != "budget" and value > 1:
+        msg = f"{kind} is a fraction and must lie in [0, 1]. Got {value!r}."
+        raise InvalidInputError(msg)
+    if prompts is None and embeddings is None:
+        vs = getattr(router, "validation_set_", None)
+        if vs is None:
+            msg = "give a sample of prompts (or embeddings=) to calibrate on."
+            raise InvalidInputError(msg)
+        prompts = vs.prompts
+    gamma, cost, _ = router.predict(prompts, embeddings=embeddings, models=models)
+    hi = _lam_max(gamma, cost)
+
+    def at(lam: float) -> dict[str, Any]:
+        return routing_summary(gamma, cost, lam)
+
+    if kind == "budget":
+        if at(0.0)["cost"] <= value:
+            return 0.0
+        cheapest = at(hi)["cost"]
+        if cheapest > value * (1 + 1e-9):
+            msg = f"budget {value:.6g} is below the cheapest routing's mean cost {cheapest:.6g} on this sample; raise the budget."
+            raise InvalidInputError(msg)
+        return _bisect(lambda lam: at(lam)["cost"] <= value, 0.0, hi, smallest=True)
+
+    if kind == "max_top_share":
+        per_model = cost.mean(axis=0)
+        top = int(np.argmax(per_model))
+        if at(0.0)["shares"][top] <= value:
+            return 0.0
+        return _bisect(lambda lam: at(lam)["shares"][top] <= value, 0.0, hi, smallest=True)
+
+    # quality targets: the largest lam still meeting the floor
+    floor = value if kind == "quality_floor" else (1.0 - float(gamma.mean(axis=0).min())) - value
+    if 1.0 - at(0.0)["error"] < floor - 1e-12:
+        best = 1.0 - at(0.0)["error"]
+        msg = f"quality floor {floor:.4f} is above the best predicted accuracy {best:.4f} on this sample; lower it."
+        raise InvalidInputError(msg)
+    if 1.0 - at(hi)["error"] >= floor:
+        return hi
+    return _bisect(lambda lam: 1.0 - at(lam)["error"] >= floor - 1e-12, 0.0, hi, smallest=False)

