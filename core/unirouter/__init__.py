@@ -32,7 +32,7 @@ def __getattr__(name: str):  # lazy: these pull in optional work only when used
         from unirouter.calibration import calibrate_cost_weight
 
         return calibrate_cost_weight
-    if name in {"Profiler", "ResponseCache"}:
+    if name in {"Profiler", "ResponseCache", "TokenPrice"}:
         from unirouter import profiler
 
         return getattr(profiler, name)
@@ -57,6 +57,7 @@ __all__ = [
     "RoutingDataset",
     "RoutingDecision",
     "SentenceTransformerEmbedder",
+    "TokenPrice",
     "UniRouter",
     "UniRouterError",
     "UniRouterWarning",
