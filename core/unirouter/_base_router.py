@@ -47,7 +47,7 @@ from unirouter.profiles import ModelProfile, ProfilingStats, cluster_statistics
 __all__ = ["BaseRouter", "RoutingDecision"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class RoutingDecision:
     """What the router decided for one prompt, and why.
 
@@ -300,6 +300,7 @@ class BaseRouter(ParamsMixin):
                 msg = f"add_model({name!r}) needs correctness= (one score per validation prompt) and cost=, or model= to profile."
                 raise InvalidInputError(msg)
             profile = self.build_profile(name, correctness, cost=cost)
+            return self._register(profile, replace=replace)
         return self.add_profile(profile, replace=replace)
 
     async def aadd_model(
@@ -332,16 +333,20 @@ class BaseRouter(ParamsMixin):
         if profile.scores.shape[0] != self.n_validation_:
             msg = f"profile {profile.name!r} has {profile.scores.shape[0]} scores for {self.n_validation_} validation prompts."
             raise ProfileMismatchError(msg)
-        same_parts = profile.cluster_error.shape[0] == self.n_parts_ and profile.prior_strength == self._prior_strength()
-        if not same_parts:
-            rebuilt = self.build_profile(
-                profile.name,
-                profile.scores,
-                cost=profile.costs if profile.costs is not None else profile.cost_per_query,
-                stats=profile.stats,
-                metadata=profile.metadata,
-            )
-            profile = rebuilt.model_copy(update={"created_at": profile.created_at})
+        # Always recompute: a profile with the same K and prior may still come from another router
+        # (other seed or training prompts) over the same validation set, whose clusters differ.
+        rebuilt = self.build_profile(
+            profile.name,
+            profile.scores,
+            cost=profile.costs if profile.costs is not None else profile.cost_per_query,
+            stats=profile.stats,
+            metadata=profile.metadata,
+        )
+        profile = rebuilt.model_copy(update={"created_at": profile.created_at})
+        return self._register(profile, replace=replace)
+
+    def _register(self, profile: ModelProfile, *, replace: bool) -> ModelProfile:
+        """Swap in a new pool snapshot holding ``profile`` (built by this router's ``build_profile``)."""
         with self._pool_lock:
             pool = self._pool
             if not replace and profile.name in pool.profiles:
@@ -438,6 +443,7 @@ class BaseRouter(ParamsMixin):
 
     def choose(self, embeddings: np.ndarray, cost_weight: float = 0.0, *, models: Iterable[str] | None = None) -> np.ndarray:
         """Fast path: index (into ``models`` or the pool) of the chosen model per embedding row."""
+        self._check_fitted()
         pool = self._pool
         cols = self._columns(pool, models, None) if models is not None else np.arange(len(pool.names))
         gamma, cost, _ = self._gamma_cost(embeddings, pool.psi[cols], pool.cost[cols])

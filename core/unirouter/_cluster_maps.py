@@ -11,6 +11,7 @@ Validation-set profiles (Psi) always use the K-means hard assignment, for both m
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -20,13 +21,17 @@ from unirouter.exceptions import InvalidInputError
 __all__ = ["KMeansMap", "LearnedMap", "fit_kmeans"]
 
 
-def fit_kmeans(x: np.ndarray, n_clusters: int, *, random_state: int | None, n_init: int = 3) -> np.ndarray:
+def fit_kmeans(
+    x: np.ndarray, n_clusters: int, *, random_state: int | np.random.Generator | None, n_init: int = 3
+) -> np.ndarray:
     """K-means centroids (K, D), float32, with scikit-learn's KMeans (k-means++, seeded)."""
     from sklearn.cluster import KMeans
 
     if n_clusters > x.shape[0]:
         msg = f"n_clusters={n_clusters} is larger than the number of training prompts ({x.shape[0]}); use n_clusters <= {x.shape[0]}."
         raise InvalidInputError(msg)
+    if isinstance(random_state, np.random.Generator):  # scikit-learn takes an int seed, not a Generator
+        random_state = int(random_state.integers(2**31 - 1))
     km = KMeans(n_clusters=n_clusters, n_init=n_init, random_state=random_state)
     km.fit(x.astype(np.float64))
     return km.cluster_centers_.astype(np.float32)
@@ -88,7 +93,20 @@ class LearnedMap:
         return cls(theta=temperature * c, bias=-0.5 * temperature * np.einsum("kd,kd->k", c, c))
 
     @classmethod
-    def fit(
+    def fit(cls, *args: Any, **kwargs: Any) -> tuple[LearnedMap, dict[str, float]]:
+        """Train on one torch thread (see :meth:`_fit`): the problem is small, and torch's thread pool
+        is up to ~80x slower on a loaded 2-core machine."""
+        import torch
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return cls._fit(*args, **kwargs)
+        finally:
+            torch.set_num_threads(threads)
+
+    @classmethod
+    def _fit(
         cls,
         x: np.ndarray,
         errors: np.ndarray,

@@ -79,7 +79,7 @@ def check_scores(scores: Any, *, n: int | None = None, what: str = "correctness"
     bad = (~nan) & ((arr < 0) | (arr > 1))
     if bad.any():
         i = int(np.argmax(bad))
-        msg = f"{what} must lie in [0, 1]. Got {arr[i]!r} at position {i}."
+        msg = f"{what} must lie in [0, 1]. Got {float(arr[i])!r} at position {i}."
         raise InvalidInputError(msg)
     if nan.all():
         msg = f"{what} has no observed value (all missing); the model needs at least one scored prompt."
@@ -94,7 +94,7 @@ def check_cost(cost: Any, *, what: str = "cost") -> float:
         raise InvalidInputError(msg)
     c = float(cost)
     if not math.isfinite(c) or c < 0:
-        msg = f"{what} must be a finite number >= 0. Got {cost!r}."
+        msg = f"{what} must be a finite number >= 0. Got {c!r}."
         raise InvalidInputError(msg)
     return c
 
@@ -121,7 +121,7 @@ def check_costs(costs: Any, *, n: int | None = None, what: str = "cost", allow_n
         raise InvalidInputError(msg)
     if (arr[~nan] < 0).any():
         i = int(np.argmax((~nan) & (arr < 0)))
-        msg = f"{what} must be >= 0. Got {arr[i]!r} at position {i}."
+        msg = f"{what} must be >= 0. Got {float(arr[i])!r} at position {i}."
         raise InvalidInputError(msg)
     if nan.all():
         msg = f"{what} has no observed value (all missing)."

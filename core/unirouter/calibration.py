@@ -138,6 +138,14 @@ def calibrate_cost_weight(
         top = int(np.argmax(per_model))
         if at(0.0)["shares"][top] <= value:
             return 0.0
+        floor_share = float(at(hi)["shares"][top])
+        if floor_share > value:
+            msg = (
+                f"max_top_share {value:.4g} cannot be met: even the cheapest routing sends {floor_share:.4g} of "
+                "this sample to the most expensive model (it is the cheapest candidate there); raise the share "
+                "or drop that model with models=."
+            )
+            raise InvalidInputError(msg)
         return _bisect(lambda lam: at(lam)["shares"][top] <= value, 0.0, hi, smallest=True)
 
     # quality targets: the largest lam still meeting the floor

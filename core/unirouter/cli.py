@@ -50,7 +50,13 @@ def _jsonl_text_field(path: Path) -> str:
     with opener(path, "rt", encoding="utf-8") as f:
         for line in f:
             if line.strip():
-                row = json.loads(line)
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as e:
+                    msg = f"{path}: the first row is not valid JSON ({e.msg})."
+                    raise InvalidInputError(msg) from e
+                if not isinstance(row, dict):
+                    break
                 for k in ("prompt", "text", "question"):
                     if k in row:
                         return k
@@ -74,6 +80,16 @@ def _read_numbers(path: Path, router: Any, column: str) -> np.ndarray:
     if not path.is_file():
         msg = f"{column} file {str(path)!r} does not exist."
         raise InvalidInputError(msg)
+    try:
+        return _parse_numbers(path, router, column)
+    except (ValueError, TypeError) as e:  # malformed JSON/CSV/.npy: say which file, never a traceback
+        if isinstance(e, InvalidInputError):
+            raise
+        msg = f"{path}: could not read {column} values ({type(e).__name__}: {e})."
+        raise InvalidInputError(msg) from e
+
+
+def _parse_numbers(path: Path, router: Any, column: str) -> np.ndarray:
     name = path.name.lower()
     if name.endswith(".npy"):
         return np.load(path, allow_pickle=False).astype(float)
@@ -149,9 +165,16 @@ def cmd_add_model(args: argparse.Namespace) -> int:
 
 
 def cmd_route(args: argparse.Namespace) -> int:
+    from unirouter.embedders import SentenceTransformerEmbedder, default_cache_dir
+    from unirouter.persistence import read_router_info
     from unirouter.router import UniRouter
 
-    router = UniRouter.load(args.router)
+    # Same embedding cache as `fit`, so prompts embedded before cost no model call.
+    saved = read_router_info(args.router)["params"].get("embedder")
+    embedder = None
+    if not args.no_cache and (saved is None or isinstance(saved, str)):
+        embedder = SentenceTransformerEmbedder(saved, cache=default_cache_dir())
+    router = UniRouter.load(args.router, embedder=embedder)
     prompts = args.prompt if args.prompt != ["-"] else [line for line in sys.stdin.read().splitlines() if line.strip()]
     split = lambda s: None if s is None else [x for x in s.split(",") if x]  # noqa: E731
     decisions = router.route_batch(prompts, cost_weight=args.cost_weight, models=split(args.models), exclude=split(args.exclude))
@@ -220,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", help="comma-separated models to choose among")
     p.add_argument("--exclude", help="comma-separated models never to choose")
     p.add_argument("--json", action="store_true", help="print the full decision as JSON lines")
+    p.add_argument("--no-cache", action="store_true", help="do not use the on-disk embedding cache")
     p.set_defaults(func=cmd_route)
 
     p = sub.add_parser("info", help="describe a saved router")

@@ -208,6 +208,9 @@ def read_router_info(path: str | Path) -> dict[str, Any]:
 
 
 def _load_array(root: Path, key: str, spec: dict[str, Any]) -> np.ndarray:
+    if not isinstance(spec, dict) or not isinstance(spec.get("file"), str):
+        msg = f"{root / _META}: the entry for array {key!r} lacks its file name."
+        raise PersistenceError(msg, path=root / _META)
     fpath = root / spec["file"]
     if not fpath.is_file():
         msg = f"{fpath} is missing."
@@ -278,9 +281,13 @@ def load_router(path: str | Path, *, embedder: Any = None) -> Any:
         msg = f"{root}: scores.npy/costs.npy must have shape ({len(meta['models'])}, {n_val})."
         raise PersistenceError(msg, path=root)
     labels = arrays.get("validation_labels")
+    n_parts = int(meta["validation"]["n_parts"])
     if labels is None or labels.shape != (n_val,):
         msg = f"{root}: validation_labels.npy must have shape ({n_val},)."
-        raise PersistenceError(msg, path=root)
+        raise PersistenceError(msg, path=root / "validation_labels.npy")
+    if labels.size and (labels.min() < 0 or labels.max() >= n_parts):
+        msg = f"{root}: validation_labels.npy holds parts outside [0, {n_parts})."
+        raise PersistenceError(msg, path=root / "validation_labels.npy")
     try:
         router._load_state_arrays(state)
     except (KeyError, ValueError) as e:
@@ -289,15 +296,19 @@ def load_router(path: str | Path, *, embedder: Any = None) -> Any:
     router.validation_set_ = vs
     router.validation_fingerprint_ = meta["validation"]["fingerprint"]
     router.n_validation_ = n_val
-    router.n_parts_ = int(meta["validation"]["n_parts"])
+    router.n_parts_ = n_parts
     router.validation_labels_ = labels.astype(np.int64)
     router.embedder_identity_ = ident
     router._init_state()
     for i, m in enumerate(meta["models"]):
-        cost = costs[i] if m.get("per_prompt_costs") else float(m["cost_per_query"])
-        profile: ModelProfile = router.build_profile(
-            m["name"], scores[i], cost=cost, stats=ProfilingStats(**m.get("stats", {})), metadata=m.get("metadata", {})
-        )
-        profile = profile.model_copy(update={"created_at": datetime.fromisoformat(m["created_at"])})
-        router.add_profile(profile)
+        try:
+            cost = costs[i] if m.get("per_prompt_costs") else float(m["cost_per_query"])
+            profile: ModelProfile = router.build_profile(
+                m["name"], scores[i], cost=cost, stats=ProfilingStats(**m.get("stats", {})), metadata=m.get("metadata", {})
+            )
+            profile = profile.model_copy(update={"created_at": datetime.fromisoformat(m["created_at"])})
+        except (KeyError, TypeError, ValueError) as e:
+            msg = f"{root / _META}: model entry {i} cannot be restored ({type(e).__name__}: {e})."
+            raise PersistenceError(msg, path=root / _META) from e
+        router._register(profile, replace=False)
     return router

@@ -117,6 +117,10 @@ class UniRouter(BaseRouter):
         if not isinstance(self.prior_strength, Real) or not np.isfinite(self.prior_strength) or self.prior_strength < 0:
             msg = f"prior_strength must be a finite number >= 0. Got {self.prior_strength!r}."
             raise InvalidInputError(msg)
+        rs = self.random_state
+        if not (rs is None or isinstance(rs, np.random.Generator) or (isinstance(rs, Integral) and not isinstance(rs, bool) and rs >= 0)):
+            msg = f"random_state must be an int >= 0, a numpy Generator or None. Got {rs!r}."
+            raise InvalidInputError(msg)
 
     def fit(
         self,
@@ -156,6 +160,9 @@ class UniRouter(BaseRouter):
         else:
             msg = "fit needs the training prompts (or embeddings=)."
             raise InvalidInputError(msg)
+        if self.method != "learned" and (train_correctness is not None or validation_correctness is not None):
+            msg = "train_correctness/validation_correctness are only used by method='learned'."
+            raise InvalidInputError(msg)
         vs, xv = self._validation_inputs(validation, validation_embeddings)
         if xv.shape[1] != x.shape[1]:
             msg = f"validation embeddings have dimension {xv.shape[1]} but training embeddings {x.shape[1]}."
@@ -173,21 +180,22 @@ class UniRouter(BaseRouter):
                 stacklevel=2,
             )
 
-        self.theta_ = self.bias_ = None
-        self.training_report_: dict[str, float] = {}
+        # Fitted state is only assigned once everything succeeded: a failed refit leaves the router as it was.
+        theta = bias = None
+        report: dict[str, float] = {}
         if self.method == "learned":
-            self._fit_learned(x, xv, labels, train_correctness, validation_correctness, centroids)
-        elif train_correctness is not None or validation_correctness is not None:
-            msg = "train_correctness/validation_correctness are only used by method='learned'."
-            raise InvalidInputError(msg)
+            theta, bias, report = self._fit_learned(x, xv, labels, train_correctness, validation_correctness, centroids)
 
+        self.theta_, self.bias_ = theta, bias
+        self.training_report_ = report
         self.centroids_ = centroids
         self._kmap = kmap
         self._lmap = None if self.theta_ is None else LearnedMap(self.theta_, self.bias_)
         self._finish_fit(vs, xv, labels, int(self.n_clusters))
         return self
 
-    def _fit_learned(self, x, xv, labels, train_correctness, validation_correctness, centroids) -> None:
+    def _fit_learned(self, x, xv, labels, train_correctness, validation_correctness, centroids):
+        """Train the learned map; returns ``(theta, bias, report)`` (nothing is assigned here)."""
         if train_correctness is None or validation_correctness is None:
             msg = "method='learned' needs train_correctness (n_train, M) and validation_correctness (n_val, M) of known LLMs."
             raise InvalidInputError(msg)
@@ -224,8 +232,7 @@ class UniRouter(BaseRouter):
             batch_size=self.batch_size,
             random_state=self.random_state,
         )
-        self.theta_, self.bias_ = lmap.theta, lmap.bias
-        self.training_report_ = report
+        return lmap.theta, lmap.bias, report
 
     def fit_dataset(
         self,
@@ -286,6 +293,7 @@ class UniRouter(BaseRouter):
         return psi.T[lab], cost.T[lab], w
 
     def choose(self, embeddings: np.ndarray, cost_weight: float = 0.0, *, models=None) -> np.ndarray:
+        self._check_fitted()
         if self._lmap is not None or models is not None:
             return super().choose(embeddings, cost_weight, models=models)
         # Hard clusters: the decision depends on the cluster only; decide per cluster, then index.
@@ -308,6 +316,14 @@ class UniRouter(BaseRouter):
         return arrays
 
     def _load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        c, theta, bias = arrays["centroids"], arrays.get("theta"), arrays.get("bias")
+        if c.ndim != 2 or c.shape[0] != self.n_clusters:
+            msg = f"state_centroids.npy has shape {c.shape} but n_clusters={self.n_clusters} (expected ({self.n_clusters}, dim))."
+            raise ValueError(msg)
+        if (theta is None) != (bias is None) or (theta is not None and (theta.shape != c.shape or bias.shape != (c.shape[0],))):
+            got = None if theta is None else theta.shape, None if bias is None else bias.shape
+            msg = f"state_theta.npy/state_bias.npy have shapes {got} but the centroids are {c.shape}."
+            raise ValueError(msg)
         self.centroids_ = arrays["centroids"].astype(np.float32)
         self._kmap = KMeansMap(self.centroids_)
         self.theta_ = arrays.get("theta")
