@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from unirouter._validation import check_prompt, check_prompts
-from unirouter.exceptions import InvalidInputError, PersistenceError, UnknownModelError
+from unirouter.exceptions import DuplicateModelError, InvalidInputError, PersistenceError, UnknownModelError
 from unirouter.profiles import ModelProfile
 
 __all__ = ["CONFIG_KEYS", "Candidate", "CandidatePool", "RoutingOptions"]
@@ -189,8 +189,15 @@ class CandidatePool:
             kwargs["cache"] = self.cache
         return kwargs
 
+    def _check_new(self, name: str, replace: bool) -> None:
+        if not replace and name in self._candidates:
+            msg = f"a model named {name!r} is already a candidate; pass replace=True to replace it."
+            raise DuplicateModelError(msg, model=name)
+
     def add(self, name: str, model: Any, call: Any, *, cost: Any, replace: bool = False) -> ModelProfile:
-        """Register ``model`` under ``name``; profile it through ``call`` unless already profiled."""
+        """Register ``model`` under ``name``; profile it through ``call`` unless the router already
+        holds a profile for ``name`` (e.g. after loading). A taken name needs ``replace=True``."""
+        self._check_new(name, replace)
         if self._needs_profile(name, replace):
             profile = self.router.add_model(name, model=call, replace=replace, **self._profile_args(call, cost))
         else:
@@ -202,6 +209,7 @@ class CandidatePool:
 
     async def aadd(self, name: str, model: Any, call: Any, *, cost: Any, replace: bool = False) -> ModelProfile:
         """Async :meth:`add`: profiling runs on the event loop."""
+        self._check_new(name, replace)
         if self._needs_profile(name, replace):
             profile = await self.router.aadd_model(name, model=call, replace=replace, **self._profile_args(call, cost))
         else:
@@ -355,7 +363,8 @@ class CandidatePool:
     ) -> CandidatePool:
         """Reload a saved pool and re-attach the framework models by name (no re-profiling).
 
-        Every saved candidate must be given in ``models``; extra models are added (and profiled).
+        Every saved candidate must be given in ``models``, and no other: add new models with
+        :meth:`add` after loading (they need a cost).
         """
         from unirouter.persistence import load_router
 
@@ -374,6 +383,10 @@ class CandidatePool:
         missing = [n for n in saved if n not in models]
         if missing:
             msg = f"the saved pool has models {missing} that were not given in models=; pass them to re-attach."
+            raise InvalidInputError(msg)
+        extra = [n for n in models if n not in saved]
+        if extra:
+            msg = f"models {extra} are not in the saved pool; load first, then add them with add(name, model, call, cost=...)."
             raise InvalidInputError(msg)
         kwargs.setdefault("defaults", table.get("defaults") or None)
         pool = cls(router, **kwargs)

@@ -1,0 +1,213 @@
+"""Conversion between LlamaIndex objects and the core's inputs and outputs (no routing logic here).
+
+* messages and queries -> the text the router embeds;
+* a LlamaIndex ``LLM`` -> the profiler's ``async (prompt) -> (text, usage)`` call;
+* provider errors -> ``is_retryable`` (which the core profiler honours);
+* a decision -> ``response.additional_kwargs["unirouter"]`` and a :class:`UniRouteDecisionEvent`;
+* streams primed before they are returned, so a model that fails on connect falls back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Sequence
+from typing import Any, Literal
+
+from llama_index.core.base.llms.types import (
+    ChatMessage,
+    ChatResponse,
+    CompletionResponse,
+    MessageRole,
+)
+from llama_index.core.instrumentation import get_dispatcher
+from llama_index.core.instrumentation.events import BaseEvent
+from llama_index.core.llms import LLM
+from unirouter import InvalidInputError
+
+__all__ = ["RoutingInput", "UniRouteDecisionEvent"]
+
+METADATA_KEY = "unirouter"
+dispatcher = get_dispatcher("unirouter_llamaindex")
+
+_USAGE_KEYS = ("prompt_tokens", "completion_tokens", "input_tokens", "output_tokens")
+_RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
+_RETRYABLE_NAMES = ("RateLimit", "Timeout", "APIConnection", "Overloaded", "ServiceUnavailable", "InternalServer")
+
+
+class UniRouteDecisionEvent(BaseEvent):
+    """Emitted (instrumentation) each time a UniRoute component routes a query or a call.
+
+    Attributes:
+        source: ``"llm.<method>"`` or ``"selector"``.
+        record: ``RoutingDecision.to_dict()`` (the chosen model, the ranked fallbacks, the predicted
+            error and expected cost of every candidate) plus, for the LLM, ``answered_by`` and
+            ``attempts`` (the same record as ``additional_kwargs["unirouter"]``).
+    """
+
+    source: str
+    record: dict[str, Any]
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "UniRouteDecisionEvent"
+
+
+def emit(source: str, record: dict[str, Any]) -> None:
+    dispatcher.event(UniRouteDecisionEvent(source=source, record=record))
+
+
+# -- text --------------------------------------------------------------------------------------
+def message_text(message: ChatMessage) -> str:
+    """The text blocks of a message (images, audio, tool calls and other blocks are skipped)."""
+    return message.content or ""
+
+
+RoutingInput = Literal["last_user", "conversation"] | Callable[[list[ChatMessage]], str]
+
+
+def messages_to_text(messages: Sequence[ChatMessage], how: RoutingInput = "last_user") -> str:
+    """The text the router embeds for a conversation.
+
+    Args:
+        messages: The conversation.
+        how: ``"last_user"`` (default): the latest user message with text, so system prompts, tool
+            calls and tool results do not move the decision and every step of an agent's loop over
+            one question goes to the same model; ``"conversation"``: every message with text, one
+            ``role: text`` line each; or a callable ``(messages) -> str``.
+
+    Raises:
+        InvalidInputError: The messages hold no text to route on.
+    """
+    messages = list(messages)
+    if callable(how):
+        return require_text(how(messages), "the routing_input callable's result")
+    if how == "last_user":
+        for m in reversed(messages):
+            if m.role == MessageRole.USER and message_text(m).strip():
+                return message_text(m)
+    elif how == "conversation":
+        lines = [f"{m.role.value}: {t}" for m in messages if (t := message_text(m)).strip()]
+        if lines:
+            return "\n".join(lines)
+    else:
+        msg = f"routing_input must be 'last_user', 'conversation' or a callable. Got {how!r}."
+        raise InvalidInputError(msg)
+    roles = [m.role.value for m in messages]
+    where = "user message" if how == "last_user" else "message"
+    msg = f"the input has no text to route on: no {where} with text content (roles: {roles})."
+    raise InvalidInputError(msg)
+
+
+def tools_routing_text(
+    user_msg: str | ChatMessage | None, chat_history: Sequence[ChatMessage] | None, how: RoutingInput = "last_user"
+) -> str:
+    messages = list(chat_history or [])
+    if user_msg is not None:
+        messages.append(user_msg if isinstance(user_msg, ChatMessage) else ChatMessage(role="user", content=user_msg))
+    return messages_to_text(messages, how)
+
+
+def require_text(text: str, what: str) -> str:
+    if not isinstance(text, str) or not text.strip():
+        msg = f"{what} has no text to route on. Got {text!r}; give a non-empty prompt or user message."
+        raise InvalidInputError(msg)
+    return text
+
+
+# -- profiling ---------------------------------------------------------------------------------
+def usage_of(response: ChatResponse | CompletionResponse) -> Any:
+    """The token usage of a LlamaIndex response, for the core's ``usage_tokens`` (None when unknown).
+
+    llama-index-llms-openai and others put ``prompt_tokens``/``completion_tokens`` in
+    ``additional_kwargs``; otherwise the provider's ``raw`` response (with its ``usage``) is used.
+    """
+    if any(k in response.additional_kwargs for k in _USAGE_KEYS):
+        return response.additional_kwargs
+    return response.raw
+
+
+def mark_retryable(exc: BaseException) -> BaseException:
+    """Set ``exc.is_retryable`` for rate limits, timeouts and 5xx errors of provider SDKs."""
+    if getattr(exc, "is_retryable", None) is None:
+        status = getattr(exc, "status_code", None) or getattr(getattr(exc, "response", None), "status_code", None)
+        name = type(exc).__name__
+        retryable = status in _RETRYABLE_STATUS or any(part in name for part in _RETRYABLE_NAMES)
+        try:
+            exc.is_retryable = retryable  # type: ignore[attr-defined]
+        except AttributeError:  # exceptions with __slots__
+            pass
+    return exc
+
+
+def profiling_call(llm: LLM) -> Callable[[str], Awaitable[tuple[str, Any]]]:
+    """The core profiler's view of ``llm``: one user message through ``achat``, text and usage back."""
+
+    async def call(prompt: str) -> tuple[str, Any]:
+        try:
+            response = await llm.achat([ChatMessage(role=MessageRole.USER, content=prompt)])
+        except Exception as e:
+            mark_retryable(e)
+            raise
+        return response.message.content or "", usage_of(response)
+
+    return call
+
+
+# -- results -----------------------------------------------------------------------------------
+def decision_record(decision: Any, attempts: list[dict[str, Any]]) -> dict[str, Any]:
+    """What goes in ``additional_kwargs["unirouter"]``: the decision, who answered, and the attempts."""
+    answered = next((a["model"] for a in attempts if a.get("ok")), None)
+    return {**decision.to_dict(), "answered_by": answered, "attempts": attempts}
+
+
+def _tag_one(response: Any, info: dict[str, Any]) -> Any:
+    if isinstance(response, (ChatResponse, CompletionResponse)):
+        response.additional_kwargs[METADATA_KEY] = info
+    return response
+
+
+def tag(result: Any, info: dict[str, Any]) -> Any:
+    """Attach the decision record to a response, or to every chunk of a (primed) stream."""
+    if isinstance(result, Generator):
+        return (_tag_one(chunk, info) for chunk in result)
+    if isinstance(result, AsyncGenerator):
+
+        async def agen() -> AsyncGenerator[Any, None]:
+            async for chunk in result:
+                yield _tag_one(chunk, info)
+
+        return agen()
+    return _tag_one(result, info)
+
+
+def answered_by(response: Any) -> str | None:
+    info = getattr(response, "additional_kwargs", {}).get(METADATA_KEY)
+    return info.get("answered_by") if isinstance(info, dict) else None
+
+
+_END = object()
+
+
+def prime(stream: Generator[Any, None, None]) -> Generator[Any, None, None]:
+    """Pull the first chunk now (so connect errors surface and fall back), then replay the stream."""
+    first = next(stream, _END)
+
+    def gen() -> Generator[Any, None, None]:
+        if first is not _END:
+            yield first
+        yield from stream
+
+    return gen()
+
+
+async def aprime(pending: Awaitable[AsyncGenerator[Any, None]]) -> AsyncGenerator[Any, None]:
+    """Async :func:`prime` for ``astream_*`` methods, which return an async generator when awaited."""
+    stream = await pending
+    first = await anext(stream, _END)
+
+    async def gen() -> AsyncGenerator[Any, None]:
+        if first is not _END:
+            yield first
+        async for chunk in stream:
+            yield chunk
+
+    return gen()
