@@ -56,35 +56,49 @@ def check_prompts(prompts: Any, *, what: str = "prompts", allow_empty_list: bool
     return out
 
 
-def check_scores(scores: Any, *, n: int | None = None, what: str = "correctness", allow_nan: bool = True) -> np.ndarray:
-    """Quality scores in [0, 1] (0/1 correctness or graded); NaN marks a missing cell."""
+def _check_vector(values: Any, *, n: int | None, what: str, allow_nan: bool, scores: bool) -> np.ndarray:
+    """The checks shared by :func:`check_scores` (in [0, 1]) and :func:`check_costs` (>= 0)."""
+    valid = "numbers in [0, 1] (NaN for missing)" if scores else "numbers >= 0"
     try:
-        arr = np.asarray(scores, dtype=np.float64)
+        arr = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError) as e:
-        msg = f"{what} must be numbers in [0, 1] (NaN for missing). Could not convert: {e}."
+        msg = f"{what} must be {valid}. Could not convert: {e}."
         raise InvalidInputError(msg) from e
     if arr.ndim != 1:
-        msg = f"{what} must be one-dimensional (one score per validation prompt). Got shape {arr.shape}."
+        unit = "score per validation prompt" if scores else "cost per prompt"
+        msg = f"{what} must be one-dimensional (one {unit}). Got shape {arr.shape}."
         raise InvalidInputError(msg)
     if n is not None and arr.shape[0] != n:
-        msg = f"{what} has {arr.shape[0]} entries but the validation set has {n} prompts; give one score per prompt, in order."
+        if scores:
+            msg = f"{what} has {arr.shape[0]} entries but the validation set has {n} prompts; give one score per prompt, in order."
+        else:
+            msg = f"{what} has {arr.shape[0]} entries but {n} were expected (one per validation prompt)."
         raise InvalidInputError(msg)
     if np.isinf(arr).any():
-        msg = f"{what} contains inf; scores must be finite numbers in [0, 1] (NaN for missing)."
+        finite = "scores must be finite numbers in [0, 1] (NaN for missing)" if scores else "costs must be finite numbers >= 0"
+        msg = f"{what} contains inf; {finite}."
         raise InvalidInputError(msg)
     nan = np.isnan(arr)
     if nan.any() and not allow_nan:
-        msg = f"{what} contains NaN at position {int(np.argmax(nan))}; missing values are not allowed here."
+        fix = "missing values are not allowed here" if scores else "give a finite cost >= 0"
+        msg = f"{what} contains NaN at position {int(np.argmax(nan))}; {fix}."
         raise InvalidInputError(msg)
-    bad = (~nan) & ((arr < 0) | (arr > 1))
+    bad = (~nan) & ((arr < 0) | (arr > 1)) if scores else (~nan) & (arr < 0)
     if bad.any():
         i = int(np.argmax(bad))
-        msg = f"{what} must lie in [0, 1]. Got {float(arr[i])!r} at position {i}."
+        rule = "must lie in [0, 1]" if scores else "must be >= 0"
+        msg = f"{what} {rule}. Got {float(arr[i])!r} at position {i}."
         raise InvalidInputError(msg)
     if nan.all():
-        msg = f"{what} has no observed value (all missing); the model needs at least one scored prompt."
+        tail = "; the model needs at least one scored prompt" if scores else ""
+        msg = f"{what} has no observed value (all missing){tail}."
         raise InvalidInputError(msg)
     return arr
+
+
+def check_scores(scores: Any, *, n: int | None = None, what: str = "correctness", allow_nan: bool = True) -> np.ndarray:
+    """Quality scores in [0, 1] (0/1 correctness or graded); NaN marks a missing cell."""
+    return _check_vector(scores, n=n, what=what, allow_nan=allow_nan, scores=True)
 
 
 def check_cost(cost: Any, *, what: str = "cost") -> float:
@@ -101,32 +115,7 @@ def check_cost(cost: Any, *, what: str = "cost") -> float:
 
 def check_costs(costs: Any, *, n: int | None = None, what: str = "cost", allow_nan: bool = True) -> np.ndarray:
     """Per-query costs: finite and >= 0; NaN marks a missing cell."""
-    try:
-        arr = np.asarray(costs, dtype=np.float64)
-    except (TypeError, ValueError) as e:
-        msg = f"{what} must be numbers >= 0. Could not convert: {e}."
-        raise InvalidInputError(msg) from e
-    if arr.ndim != 1:
-        msg = f"{what} must be one-dimensional (one cost per prompt). Got shape {arr.shape}."
-        raise InvalidInputError(msg)
-    if n is not None and arr.shape[0] != n:
-        msg = f"{what} has {arr.shape[0]} entries but {n} were expected (one per validation prompt)."
-        raise InvalidInputError(msg)
-    if np.isinf(arr).any():
-        msg = f"{what} contains inf; costs must be finite numbers >= 0."
-        raise InvalidInputError(msg)
-    nan = np.isnan(arr)
-    if nan.any() and not allow_nan:
-        msg = f"{what} contains NaN at position {int(np.argmax(nan))}; give a finite cost >= 0."
-        raise InvalidInputError(msg)
-    if (arr[~nan] < 0).any():
-        i = int(np.argmax((~nan) & (arr < 0)))
-        msg = f"{what} must be >= 0. Got {float(arr[i])!r} at position {i}."
-        raise InvalidInputError(msg)
-    if nan.all():
-        msg = f"{what} has no observed value (all missing)."
-        raise InvalidInputError(msg)
-    return arr
+    return _check_vector(costs, n=n, what=what, allow_nan=allow_nan, scores=False)
 
 
 def check_cost_weight(cost_weight: Any) -> float:
