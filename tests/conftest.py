@@ -11,7 +11,7 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # so tests can `import replay`
+sys.path.append(str(Path(__file__).resolve().parent))  # so tests can `import replay` (appended: tests/langchain must not shadow langchain)
 
 from unirouter import (  # noqa: E402
     RoutingDataset,

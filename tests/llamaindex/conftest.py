@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-pytest.importorskip("llama_index.core")
 
 from replay import RecordedModel  # noqa: E402
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pytest.importorskip("llama_index.core")
 
 from llama_index.core import PromptTemplate  # noqa: E402
 from llama_index.core.agent.workflow import FunctionAgent  # noqa: E402

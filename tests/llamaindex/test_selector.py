@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-pytest.importorskip("llama_index.core")
 
 from llama_index.core import Document, VectorStoreIndex  # noqa: E402
 from llama_index.core.llms import MockLLM  # noqa: E402

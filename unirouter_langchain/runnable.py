@@ -1,0 +1,282 @@
+"""UniRouteRunnable: a LangChain Runnable that sends each input to the model UniRoute picks for it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from typing import Any
+
+from langchain_core.callbacks import (
+    AsyncCallbackManagerForChainRun,
+    CallbackManagerForChainRun,
+)
+from langchain_core.language_models import BaseChatModel, LanguageModelInput
+from langchain_core.messages import BaseMessage
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable
+from langchain_core.runnables.config import get_config_list, patch_config
+from pydantic import ConfigDict, Field
+from unirouter.integration import CandidatePool, RoutingOptions
+
+from unirouter_langchain._adapters import (
+    DECISION_KEY,
+    PoolMethods,
+    RoutingInput,
+    aemit,
+    build_pool,
+    call_options,
+    decide_ahead,
+    decision_record,
+    emit,
+    routing_text,
+    to_messages,
+    with_record,
+)
+
+__all__ = ["UniRouteRunnable"]
+
+_NOTHING = object()
+
+
+def _no_chunks(name: str) -> str:
+    return f"model {name!r} streamed no chunks."
+
+
+
+class UniRouteRunnable(PoolMethods, RunnableSerializable[LanguageModelInput, BaseMessage]):
+    """Route each input to one of several chat models, chosen by a fitted UniRoute router.
+
+    The input is anything a chat model takes (a string, a list of messages, a ``PromptValue``); the
+    output is the chosen model's ``AIMessage``, with the decision in
+    ``response_metadata["unirouter"]``. It composes like any Runnable:
+    ``prompt | router | StrOutputParser()``.
+
+    Args:
+        router: A fitted ``unirouter.UniRouter``.
+        models: ``{name: chat_model}``. Models the router holds no profile for are profiled now, on
+            the router's validation set (or ``validation_set``), through the core profiler.
+        costs: ``{name: cost}``; a cost is USD per query or a ``unirouter.profiler.TokenPrice``.
+        scorer: Grades profiling answers, e.g. ``unirouter.scorers.MultipleChoiceScorer()``.
+        validation_set: Profile on these prompts instead of the router's own validation set.
+        response_cache: A ``unirouter.ResponseCache`` (or path): re-profiling costs no calls.
+        options: Default routing options (``unirouter.integration.RoutingOptions`` or a mapping):
+            ``cost_weight``, ``budget``, ``force_model``, ``allowed_models``, ``excluded_models``,
+            ``max_fallbacks``. Any of them can be overridden per call, see below.
+        routing_input: What is embedded: ``"last_user"`` (the latest user message with text),
+            ``"conversation"`` or a callable ``(messages) -> str``.
+        profile_kwargs: Passed to the core profiler (``max_concurrency``, ``timeout``,
+            ``max_retries``, ``progress``, ...).
+        pool: An existing ``unirouter.integration.CandidatePool`` instead of the arguments above.
+
+    ??? info "Per-call options"
+
+        ```python
+        router.invoke(question, config={"configurable": {"unirouter": {"budget": 0.0005}}})
+        router.invoke(question, config={"configurable": {"unirouter_force_model": "gpt-4o"}})
+        ```
+        A wrong key or type raises ``unirouter.InvalidInputError`` naming the key.
+
+    ??? info "Observability"
+
+        One chain run per call; the chosen model runs as its child, tagged ``unirouter:<name>``.
+        The decision (chosen model, predicted error and cost of every candidate, cost weight,
+        cluster, fallback attempts) is in ``response_metadata["unirouter"]`` and is dispatched as
+        the custom event ``unirouter_decision`` (see ``astream_events``). Profiling calls are tagged
+        ``unirouter:profiling``.
+
+    ??? info "Fallbacks"
+
+        If the chosen model raises, the next best by the same score is tried, up to
+        ``max_fallbacks`` more; the attempts are recorded; if all fail the last error is raised.
+
+    ??? info "Batching"
+
+        ``batch`` / ``abatch`` embed all inputs in one call, then run the chosen models
+        concurrently.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    pool: CandidatePool = Field(exclude=True)
+    """The candidates, the router and the default options."""
+    routing_input: RoutingInput = "last_user"
+    """What the router embeds: ``"last_user"``, ``"conversation"`` or ``(messages) -> str``."""
+    prepare: Callable[[BaseChatModel], Runnable] | None = Field(default=None, exclude=True)
+    """Applied to the chosen model before the call (e.g. ``with_structured_output``)."""
+
+    def __init__(
+        self,
+        router: Any = None,
+        models: Mapping[str, BaseChatModel] | None = None,
+        *,
+        costs: Mapping[str, Any] | None = None,
+        scorer: Any = None,
+        validation_set: Any = None,
+        response_cache: Any = None,
+        options: RoutingOptions | Mapping[str, Any] | None = None,
+        profile_kwargs: Mapping[str, Any] | None = None,
+        pool: CandidatePool | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if pool is None:
+            pool = build_pool(
+                router,
+                models,
+                costs=costs,
+                scorer=scorer,
+                validation_set=validation_set,
+                cache=response_cache,
+                options=options,
+                profile_kwargs=profile_kwargs,
+            )
+        super().__init__(pool=pool, **kwargs)
+
+    # -- routing -------------------------------------------------------------------------------
+    def _options(self, config: RunnableConfig, override: Any = None) -> RoutingOptions:
+        return self.pool.resolve(call_options(config.get("configurable"), override))
+
+    def _target(self, name: str) -> Runnable:
+        model = self.pool.get(name).model
+        return self.prepare(model) if self.prepare is not None else model
+
+    def _child(self, config: RunnableConfig, run_manager: Any, name: str) -> RunnableConfig:
+        child = patch_config(config, callbacks=run_manager.get_child(tag=f"unirouter:{name}"))
+        child["configurable"] = {k: v for k, v in child.get("configurable", {}).items() if k != DECISION_KEY}
+        return child
+
+    def _route(self, input: Any, config: RunnableConfig, run_manager: CallbackManagerForChainRun, **kwargs: Any) -> Any:
+        options = self._options(config, kwargs.pop("unirouter", None))
+        decision = config.get("configurable", {}).get(DECISION_KEY)
+        if decision is None:
+            decision = self.pool.decide(routing_text(to_messages(input), self.routing_input), options)
+
+        def call(name: str) -> Any:
+            return self._target(name).invoke(input, self._child(config, run_manager, name), **kwargs)
+
+        output, attempts = self.pool.run_with_fallbacks(decision, options, call)
+        record = decision_record(decision, attempts)
+        emit(record, patch_config(config, callbacks=run_manager.get_child()))
+        return with_record(output, record)
+
+    async def _aroute(
+        self, input: Any, config: RunnableConfig, run_manager: AsyncCallbackManagerForChainRun, **kwargs: Any
+    ) -> Any:
+        options = self._options(config, kwargs.pop("unirouter", None))
+        decision = config.get("configurable", {}).get(DECISION_KEY)
+        if decision is None:
+            decision = await self.pool.adecide(routing_text(to_messages(input), self.routing_input), options)
+
+        async def call(name: str) -> Any:
+            return await self._target(name).ainvoke(input, self._child(config, run_manager, name), **kwargs)
+
+        output, attempts = await self.pool.arun_with_fallbacks(decision, options, call)
+        record = decision_record(decision, attempts)
+        await aemit(record, patch_config(config, callbacks=run_manager.get_child()))
+        return with_record(output, record)
+
+    # -- Runnable ------------------------------------------------------------------------------
+    def invoke(self, input: LanguageModelInput, config: RunnableConfig | None = None, **kwargs: Any) -> BaseMessage:
+        """Route ``input`` and return the chosen model's answer (extra kwargs go to that model)."""
+        return self._call_with_config(self._route, input, config, **kwargs)
+
+    async def ainvoke(self, input: LanguageModelInput, config: RunnableConfig | None = None, **kwargs: Any) -> BaseMessage:
+        return await self._acall_with_config(self._aroute, input, config, **kwargs)
+
+    def _stream_route(
+        self, inputs: Iterator[Any], run_manager: CallbackManagerForChainRun, config: RunnableConfig, **kwargs: Any
+    ) -> Iterator[Any]:
+        (input,) = list(inputs)
+        options = self._options(config, kwargs.pop("unirouter", None))
+        decision = self.pool.decide(routing_text(to_messages(input), self.routing_input), options)
+
+        def start(name: str) -> tuple[Any, Iterator[Any]]:
+            chunks = iter(self._target(name).stream(input, self._child(config, run_manager, name), **kwargs))
+            first = next(chunks, _NOTHING)
+            if first is _NOTHING:
+                raise ValueError(_no_chunks(name))
+            return first, chunks
+
+        (first, rest), attempts = self.pool.run_with_fallbacks(decision, options, start)
+        record = decision_record(decision, attempts)
+        emit(record, patch_config(config, callbacks=run_manager.get_child()))
+        previous = first
+        for chunk in rest:
+            yield previous
+            previous = chunk
+        yield with_record(previous, record)
+
+    async def _astream_route(
+        self, inputs: AsyncIterator[Any], run_manager: AsyncCallbackManagerForChainRun, config: RunnableConfig, **kwargs: Any
+    ) -> AsyncIterator[Any]:
+        (input,) = [x async for x in inputs]
+        options = self._options(config, kwargs.pop("unirouter", None))
+        decision = await self.pool.adecide(routing_text(to_messages(input), self.routing_input), options)
+
+        async def start(name: str) -> tuple[Any, AsyncIterator[Any]]:
+            chunks = aiter(self._target(name).astream(input, self._child(config, run_manager, name), **kwargs))
+            first = await anext(chunks, _NOTHING)
+            if first is _NOTHING:
+                raise ValueError(_no_chunks(name))
+            return first, chunks
+
+        (first, rest), attempts = await self.pool.arun_with_fallbacks(decision, options, start)
+        record = decision_record(decision, attempts)
+        await aemit(record, patch_config(config, callbacks=run_manager.get_child()))
+        previous = first
+        async for chunk in rest:
+            yield previous
+            previous = chunk
+        yield with_record(previous, record)
+
+    def stream(self, input: LanguageModelInput, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Any]:
+        """Stream the chosen model's chunks (a fallback can only happen before the first chunk);
+        the last chunk carries the decision in ``response_metadata["unirouter"]``.
+
+        Structured output (``prepare``) is produced whole: its parsers may not stream.
+        """
+        if self.prepare is not None:
+            yield from super().stream(input, config, **kwargs)
+            return
+        yield from self._transform_stream_with_config(iter([input]), self._stream_route, config, **kwargs)
+
+    async def astream(self, input: LanguageModelInput, config: RunnableConfig | None = None, **kwargs: Any) -> AsyncIterator[Any]:
+        if self.prepare is not None:
+            async for chunk in super().astream(input, config, **kwargs):
+                yield chunk
+            return
+
+        async def one() -> AsyncIterator[Any]:
+            yield input
+
+        async for chunk in self._atransform_stream_with_config(one(), self._astream_route, config, **kwargs):
+            yield chunk
+
+    def batch(
+        self,
+        inputs: list[LanguageModelInput],
+        config: RunnableConfig | list[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[BaseMessage]:
+        """Route all inputs with one embedding call, then run the chosen models concurrently."""
+        if not inputs:
+            return []
+        configs = decide_ahead(self.pool, self.routing_input, inputs, get_config_list(config, len(inputs)), kwargs.get("unirouter"))
+        return super().batch(inputs, configs, return_exceptions=return_exceptions, **kwargs)
+
+    async def abatch(
+        self,
+        inputs: list[LanguageModelInput],
+        config: RunnableConfig | list[RunnableConfig] | None = None,
+        *,
+        return_exceptions: bool = False,
+        **kwargs: Any,
+    ) -> list[BaseMessage]:
+        if not inputs:
+            return []
+        configs = get_config_list(config, len(inputs))
+        configs = await asyncio.to_thread(decide_ahead, self.pool, self.routing_input, inputs, configs, kwargs.get("unirouter"))
+        return await super().abatch(inputs, configs, return_exceptions=return_exceptions, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"UniRouteRunnable(models={self.pool.names}, routing_input={self.routing_input!r})"
