@@ -248,7 +248,8 @@ def test_learned_map_starts_at_the_kmeans_router(
         embeddings=mmlu_embeddings["train"],
         validation_embeddings=mmlu_embeddings["val"],
     )
-    np.testing.assert_array_equal(r.centroids_, fitted_router.centroids_)
+    # Same seed, same centroids (up to the float order of sklearn's threaded reductions).
+    np.testing.assert_allclose(r.centroids_, fitted_router.centroids_, rtol=1e-6, atol=1e-8)
     np.testing.assert_allclose(r.theta_, 1000.0 * r.centroids_, rtol=1e-6)
     x = mmlu_embeddings["test"]
     np.testing.assert_array_equal(
