@@ -73,7 +73,7 @@ class RoutingDecision:
     expected_cost: np.ndarray
     cost_weight: float
     cluster_weights: np.ndarray | None = None
-    _order: np.ndarray = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
+    _ranking: np.ndarray = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
 
     @property
     def scores(self) -> np.ndarray:
@@ -83,8 +83,9 @@ class RoutingDecision:
     @property
     def ranked(self) -> tuple[str, ...]:
         """Candidates best first: the chosen model, then the fallbacks in order."""
-        order = self._order if self._order is not None else np.argsort(self.scores, kind="stable")
-        return tuple(self.candidates[i] for i in order)
+        # The tie-broken scores the choice was made on, so ranked[0] is always the chosen model.
+        scores = self._ranking if self._ranking is not None else self.scores
+        return tuple(self.candidates[i] for i in np.argsort(scores, kind="stable"))
 
     @property
     def cluster(self) -> int | None:
@@ -122,6 +123,12 @@ class _Pool:
     psi: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (M, P) error per part
     cost: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (M, P) expected cost per part
     profiles: dict[str, ModelProfile] = field(default_factory=dict)
+    cache: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)  # per-snapshot memo
+
+    @property
+    def tie_scale(self) -> float:
+        """Cost scale of the tie-break term (the largest expected cost in the pool)."""
+        return float(self.cost.max()) if self.cost.size else 0.0
 
     def index(self, names: Iterable[str]) -> np.ndarray:
         pos = {n: i for i, n in enumerate(self.names)}
@@ -352,9 +359,7 @@ class BaseRouter(ParamsMixin):
             if not replace and profile.name in pool.profiles:
                 msg = f"a model named {profile.name!r} is already registered; pass replace=True to replace its profile."
                 raise DuplicateModelError(msg, model=profile.name)
-            profiles = dict(pool.profiles)
-            profiles[profile.name] = profile
-            self._pool = _build_pool(profiles)
+            self._pool = _pool_with(pool, profile)
         return profile
 
     def remove_model(self, name: str) -> ModelProfile:
@@ -365,9 +370,8 @@ class BaseRouter(ParamsMixin):
             if name not in pool.profiles:
                 msg = f"cannot remove {name!r}: not registered. Registered: {list(pool.names)}."
                 raise UnknownModelError(msg, model=name)
-            profiles = dict(pool.profiles)
-            removed = profiles.pop(name)
-            self._pool = _build_pool(profiles)
+            removed = pool.profiles[name]
+            self._pool = _pool_without(pool, name)
         return removed
 
     @property
@@ -445,9 +449,13 @@ class BaseRouter(ParamsMixin):
         """Fast path: index (into ``models`` or the pool) of the chosen model per embedding row."""
         self._check_fitted()
         pool = self._pool
-        cols = self._columns(pool, models, None) if models is not None else np.arange(len(pool.names))
-        gamma, cost, _ = self._gamma_cost(embeddings, pool.psi[cols], pool.cost[cols])
-        return _argmin_rows(gamma, cost, float(cost_weight))
+        if models is None:
+            self._columns(pool, None, None)  # raises UnknownModelError when no model is registered
+            gamma, cost, _ = self._gamma_cost(embeddings, pool.psi, pool.cost)
+        else:
+            cols = self._columns(pool, models, None)
+            gamma, cost, _ = self._gamma_cost(embeddings, pool.psi[cols], pool.cost[cols])
+        return np.argmin(_tie_broken(gamma, cost, float(cost_weight), pool.tie_scale), axis=1)
 
     def route(
         self,
@@ -493,19 +501,25 @@ class BaseRouter(ParamsMixin):
     def _decide(self, x: np.ndarray, cost_weight: float | None, models: Any, exclude: Any) -> list[RoutingDecision]:
         lam = check_cost_weight(self._default_cost_weight() if cost_weight is None else cost_weight)
         pool = self._pool
-        cols = self._columns(pool, models, exclude)
-        names = tuple(pool.names[i] for i in cols)
-        gamma, cost, w = self._gamma_cost(x, pool.psi[cols], pool.cost[cols])
-        order = np.argsort(_tie_broken(gamma, cost, lam), axis=1, kind="stable")
+        if models is None and exclude is None:  # the common case: no copies of the pool arrays
+            self._columns(pool, None, None)  # raises UnknownModelError when no model is registered
+            names, psi, cost_m = pool.names, pool.psi, pool.cost
+        else:
+            cols = self._columns(pool, models, exclude)
+            names = tuple(pool.names[i] for i in cols)
+            psi, cost_m = pool.psi[cols], pool.cost[cols]
+        gamma, cost, w = self._gamma_cost(x, psi, cost_m)
+        ranking = _tie_broken(gamma, cost, lam, pool.tie_scale)
+        best = np.argmin(ranking, axis=1)
         return [
             RoutingDecision(
-                model=names[order[i, 0]],
+                model=names[best[i]],
                 candidates=names,
                 predicted_error=gamma[i],
                 expected_cost=cost[i],
                 cost_weight=lam,
                 cluster_weights=None if w is None else w[i],
-                _order=order[i],
+                _ranking=ranking[i],
             )
             for i in range(x.shape[0])
         ]
@@ -546,24 +560,56 @@ class BaseRouter(ParamsMixin):
         return router
 
 
-def _build_pool(profiles: dict[str, ModelProfile]) -> _Pool:
-    names = tuple(profiles)
-    if not names:
+def _pool_with(pool: _Pool, profile: ModelProfile) -> _Pool:
+    """A new snapshot with ``profile`` added (appended) or replaced (same row)."""
+    profiles = dict(pool.profiles)
+    profiles[profile.name] = profile
+    psi_row, cost_row = profile.cluster_error[None, :], profile.cluster_cost[None, :]
+    if profile.name in pool.profiles:
+        i = pool.names.index(profile.name)
+        psi, cost = pool.psi.copy(), pool.cost.copy()
+        psi[i], cost[i] = psi_row[0], cost_row[0]
+        return _Pool(names=pool.names, psi=psi, cost=cost, profiles=profiles)
+    if not pool.names:
+        return _Pool(names=(profile.name,), psi=psi_row.copy(), cost=cost_row.copy(), profiles=profiles)
+    return _Pool(
+        names=(*pool.names, profile.name),
+        psi=np.concatenate([pool.psi, psi_row]),
+        cost=np.concatenate([pool.cost, cost_row]),
+        profiles=profiles,
+    )
+
+
+def _pool_without(pool: _Pool, name: str) -> _Pool:
+    """A new snapshot without ``name``."""
+    i = pool.names.index(name)
+    profiles = {n: p for n, p in pool.profiles.items() if n != name}
+    if not profiles:
         return _Pool()
-    psi = np.ascontiguousarray(np.stack([profiles[n].cluster_error for n in names]))
-    cost = np.ascontiguousarray(np.stack([profiles[n].cluster_cost for n in names]))
-    return _Pool(names=names, psi=psi, cost=cost, profiles=profiles)
+    return _Pool(
+        names=pool.names[:i] + pool.names[i + 1 :],
+        psi=np.delete(pool.psi, i, axis=0),
+        cost=np.delete(pool.cost, i, axis=0),
+        profiles=profiles,
+    )
 
 
-def _tie_broken(gamma: np.ndarray, cost: np.ndarray, lam: float) -> np.ndarray:
-    """Scores with a negligible cost term added, so exact ties go to the cheaper model."""
-    scale = float(cost.max()) if cost.size else 0.0
-    tie = 1e-9 * cost / scale if scale > 0 else 0.0
-    return gamma + lam * cost + tie
+def _tie_broken(gamma: np.ndarray, cost: np.ndarray, lam: float, scale: float) -> np.ndarray:
+    """Scores with a negligible cost term added, so exact ties go to the cheaper model.
+
+    ``scale`` is the pool's :attr:`_Pool.tie_scale`, so every path (route, route_batch, choose)
+    breaks ties identically.
+    """
+    if scale > 0:
+        return gamma + (lam + 1e-9 / scale) * cost
+    return gamma + lam * cost
 
 
-def _argmin_rows(gamma: np.ndarray, cost: np.ndarray, lam: float) -> np.ndarray:
-    return np.argmin(_tie_broken(gamma, cost, lam), axis=1)
+def _argmin_rows(gamma: np.ndarray, cost: np.ndarray, lam: float, scale: float | None = None) -> np.ndarray:
+    """Chosen column per row (ties to the cheaper model; scale defaults to the largest cost given)."""
+    if scale is None:
+        scale = float(cost.max()) if cost.size else 0.0
+    return np.argmin(_tie_broken(gamma, cost, lam, scale), axis=1)
 
 
 def _array_fingerprint(x: np.ndarray) -> str:

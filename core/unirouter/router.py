@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from unirouter._base_router import BaseRouter, RoutingDecision, _argmin_rows
+from unirouter._base_router import BaseRouter, RoutingDecision
 from unirouter._cluster_maps import KMeansMap, LearnedMap, fit_kmeans
 from unirouter._validation import check_embeddings, check_prompts
 from unirouter.datasets import RoutingDataset, ValidationSet
@@ -293,14 +293,28 @@ class UniRouter(BaseRouter):
         return psi.T[lab], cost.T[lab], w
 
     def choose(self, embeddings: np.ndarray, cost_weight: float = 0.0, *, models=None) -> np.ndarray:
+        """Fast path: column of the chosen model per embedding row (see BaseRouter.choose).
+
+        gamma + lam * cost is linear in Phi(x), so the (M, K) matrix psi + lam * cost (with the
+        tie-break term) is computed once per pool snapshot and cost weight: the hard map then only
+        looks up the best model of the prompt's cluster, the learned map needs one product.
+        """
         self._check_fitted()
-        if self._lmap is not None or models is not None:
+        if models is not None:
             return super().choose(embeddings, cost_weight, models=models)
-        # Hard clusters: the decision depends on the cluster only; decide per cluster, then index.
         pool = self._pool
         self._columns(pool, None, None)  # raises UnknownModelError when no model is registered
-        best = _argmin_rows(pool.psi.T, pool.cost.T, float(cost_weight))  # (K,)
-        return best[self._kmap.assign(embeddings)]
+        lam = float(cost_weight)
+        key = ("combined", lam)
+        combined = pool.cache.get(key)
+        if combined is None:
+            scale = pool.tie_scale
+            combined = pool.psi + (lam + (1e-9 / scale if scale > 0 else 0.0)) * pool.cost  # (M, K)
+            pool.cache[key] = combined
+            pool.cache[("best", lam)] = np.argmin(combined, axis=0)  # best model per cluster
+        if self._lmap is not None:
+            return np.argmin(self._lmap.weights(embeddings) @ combined.T, axis=1)
+        return pool.cache[("best", lam)][self._kmap.assign(embeddings)]
 
     def cluster_of(self, prompts: Sequence[str] | None = None, *, embeddings: Any = None) -> np.ndarray:
         """Index of the most likely cluster of each prompt."""

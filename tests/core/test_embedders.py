@@ -1,0 +1,198 @@
+"""Embedders: cache hits and misses, identity, the callable wrapper, errors, the ONNX Runtime path."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+from unirouter import CallableEmbedder, EmbeddingCache, InvalidInputError, ProfileMismatchError, SentenceTransformerEmbedder
+from unirouter.embedders import DEFAULT_MODEL_NAME, EmbedderIdentity, as_embedder
+
+
+class CountingFn:
+    """A deterministic toy embedding (character histogram) that counts the texts it embeds."""
+
+    def __init__(self, dim: int = 8) -> None:
+        self.dim = dim
+        self.calls: list[list[str]] = []
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        self.calls.append(list(texts))
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, t in enumerate(texts):
+            for ch in t:
+                out[i, ord(ch) % self.dim] += 1.0
+        return out
+
+    @property
+    def n_embedded(self) -> int:
+        return sum(len(c) for c in self.calls)
+
+
+# -- cache --------------------------------------------------------------------------------------
+
+
+def test_cache_miss_then_hit_embeds_each_text_once(tmp_path):
+    fn = CountingFn()
+    emb = CallableEmbedder(fn, name="toy", cache=tmp_path)
+    first = emb.embed(["alpha", "beta", "alpha"])
+    assert fn.n_embedded == 2  # the repeated text is embedded once
+    again = emb.embed(["beta", "alpha", "gamma"])
+    assert fn.calls[-1] == ["gamma"]  # only the miss is computed
+    np.testing.assert_array_equal(again[0], first[1])
+    np.testing.assert_array_equal(again[1], first[0])
+
+
+def test_cache_persists_across_instances_and_is_keyed_by_embedder_name(tmp_path):
+    CallableEmbedder(CountingFn(), name="toy", cache=tmp_path).embed(["alpha", "beta"])
+    fn = CountingFn()
+    CallableEmbedder(fn, name="toy", cache=tmp_path).embed(["alpha", "beta"])
+    assert fn.n_embedded == 0
+    other = CountingFn()
+    CallableEmbedder(other, name="toy-v2", cache=tmp_path).embed(["alpha"])
+    assert other.n_embedded == 1
+
+
+def test_cache_count_and_clear(tmp_path):
+    cache = EmbeddingCache(tmp_path / "emb.sqlite")
+    CallableEmbedder(CountingFn(), name="a", cache=cache).embed(["x", "y"])
+    CallableEmbedder(CountingFn(), name="b", cache=cache).embed(["x"])
+    assert cache.count() == 3 and cache.count("a") == 2
+    cache.clear("a")
+    assert cache.count("a") == 0 and cache.count("b") == 1
+    cache.close()
+
+
+def test_cached_rows_equal_computed_rows(tmp_path):
+    texts = ["one prompt", "another prompt"]
+    fresh = CallableEmbedder(CountingFn(), name="toy").embed(texts)
+    emb = CallableEmbedder(CountingFn(), name="toy", cache=tmp_path)
+    emb.embed(texts)
+    np.testing.assert_array_equal(emb.embed(texts), fresh)
+
+
+# -- callable embedder --------------------------------------------------------------------------
+
+
+def test_callable_embedder_returns_unit_float32_rows():
+    x = CallableEmbedder(CountingFn(), name="toy").embed(["abc", "hello world"])
+    assert x.dtype == np.float32 and x.shape == (2, 8) and x.flags.c_contiguous
+    np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, rtol=1e-6)
+
+
+def test_callable_embedder_infers_dim():
+    assert CallableEmbedder(CountingFn(dim=5), name="toy").dim == 5
+    assert CallableEmbedder(CountingFn(dim=5), name="toy", dim=5).dim == 5
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"), [({"fn": "not callable", "name": "x"}, "callable"), ({"fn": CountingFn(), "name": ""}, "non-empty name")]
+)
+def test_callable_embedder_rejects_bad_arguments(kwargs, match):
+    with pytest.raises(InvalidInputError, match=match):
+        CallableEmbedder(kwargs.pop("fn"), **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("fn", "match"),
+    [
+        (lambda texts: np.ones((len(texts) + 1, 4)), "rows for"),
+        (lambda texts: np.ones(len(texts)), "2-D"),
+        (lambda texts: np.full((len(texts), 4), np.nan), "NaN"),
+    ],
+)
+def test_callable_embedder_rejects_bad_output(fn, match):
+    with pytest.raises(InvalidInputError, match=match):
+        CallableEmbedder(fn, name="bad").embed(["a prompt"])
+
+
+@pytest.mark.parametrize("texts", [[], ["   "], ["ok", ""], "a string, not a list"])
+def test_embed_rejects_empty_or_blank_texts(texts):
+    with pytest.raises(InvalidInputError):
+        CallableEmbedder(CountingFn(), name="toy").embed(texts)
+
+
+# -- identity -----------------------------------------------------------------------------------
+
+
+def test_identity_matches_same_embedder_and_refuses_another():
+    ident = EmbedderIdentity.of(CallableEmbedder(CountingFn(), name="toy", dim=8))
+    ident.check_matches(CallableEmbedder(CountingFn(), name="toy", dim=8))
+    with pytest.raises(ProfileMismatchError, match="toy-v2"):
+        ident.check_matches(CallableEmbedder(CountingFn(), name="toy-v2", dim=8))
+    with pytest.raises(ProfileMismatchError, match="dim 4"):
+        ident.check_matches(CallableEmbedder(CountingFn(dim=4), name="toy", dim=4))
+
+
+def test_sentence_transformer_names_encode_what_changes_the_vectors():
+    assert SentenceTransformerEmbedder().name == DEFAULT_MODEL_NAME
+    # ONNX fp32 gives the same vectors as torch (see test_onnx_matches_torch): same identity.
+    assert SentenceTransformerEmbedder(backend="onnx").name == DEFAULT_MODEL_NAME
+    assert SentenceTransformerEmbedder(backend="onnx", quantize=True).name == f"{DEFAULT_MODEL_NAME}@onnx-int8"
+    assert SentenceTransformerEmbedder(max_seq_length=128).name == f"{DEFAULT_MODEL_NAME}@max_seq_length=128"
+
+
+def test_name_and_dim_do_not_load_the_model():
+    emb = SentenceTransformerEmbedder()
+    assert emb.name == DEFAULT_MODEL_NAME and emb.dim == 384
+    assert emb._model is None
+
+
+def test_as_embedder_resolves_without_loading_the_model():
+    emb = SentenceTransformerEmbedder()
+    assert as_embedder(emb) is emb
+    assert emb._model is None  # a protocol isinstance check would read .dim and load it
+    assert isinstance(as_embedder(None), SentenceTransformerEmbedder)
+    assert as_embedder("some/model").name == "some/model"
+    assert isinstance(as_embedder(CountingFn()), CallableEmbedder)
+    with pytest.raises(InvalidInputError, match="embedder must be"):
+        as_embedder(42)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"), [({"backend": "tensorflow"}, "backend must be one of"), ({"quantize": True}, "quantize=True needs backend='onnx'")]
+)
+def test_sentence_transformer_rejects_bad_options(kwargs, match):
+    with pytest.raises(InvalidInputError, match=match):
+        SentenceTransformerEmbedder(**kwargs)
+
+
+# -- the real default model ---------------------------------------------------------------------
+
+
+def test_default_embedder_gives_unit_rows(embedder, mmlu_small):
+    x = embedder.embed(mmlu_small["val"].texts[:5])
+    assert x.shape == (5, 384) and x.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, rtol=1e-5)
+
+
+def _mixed_prompts(mmlu_small, n: int = 12) -> list[str]:
+    long = mmlu_small["test"].texts[:n]
+    return [*long, "Short one?", "  padded with spaces  ", "x " * 600]  # the last one is truncated
+
+
+def test_onnx_matches_torch(mmlu_small):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    texts = _mixed_prompts(mmlu_small)
+    ref = SentenceTransformerEmbedder().embed(texts)
+    onnx = SentenceTransformerEmbedder(backend="onnx", batch_size=4).embed(texts)
+    np.testing.assert_allclose(onnx, ref, atol=1e-5)
+
+
+def test_onnx_int8_is_close_to_torch(mmlu_small):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    texts = _mixed_prompts(mmlu_small)
+    ref = SentenceTransformerEmbedder().embed(texts)
+    q = SentenceTransformerEmbedder(backend="onnx", quantize=True)
+    x = q.embed(texts)
+    assert x.shape == ref.shape and q.dim == 384
+    assert (x * ref).sum(axis=1).min() > 0.97
+
+
+def test_onnx_backend_without_onnxruntime_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(ImportError, match="pip install onnxruntime"):
+        SentenceTransformerEmbedder(backend="onnx").embed(["a prompt"])
