@@ -8,6 +8,7 @@ labelled validation set.
 from __future__ import annotations
 
 from unirouter.datasets import RoutingDataset, ValidationSet, default_data_dir, load_dataset
+from unirouter.difficulty import DifficultyRouter
 from unirouter.embedders import CallableEmbedder, Embedder, EmbeddingCache, SentenceTransformerEmbedder
 from unirouter.exceptions import (
     DatasetError,
@@ -42,6 +43,7 @@ def __getattr__(name: str):  # lazy: these pull in optional work only when used
 __all__ = [
     "CallableEmbedder",
     "DatasetError",
+    "DifficultyRouter",
     "DuplicateModelError",
     "Embedder",
     "EmbeddingCache",

@@ -1,0 +1,541 @@
+"""DifficultyRouter: shared prompt factors learned from known LLMs, a per-model logistic profile.
+
+UniRoute describes a prompt by the cluster it falls in and a model by its error per cluster. Two
+prompts of the same cluster then look the same to the router, although the known (training) LLMs
+often disagree about them in a way the embedding predicts: some prompts are hard for every model,
+some are hard only for one family. This router learns those shared directions from the training
+LLMs' labels on the (large) training prompt set, and describes a new model by a handful of
+coefficients fitted on its validation labels alone (an item-response model):
+
+    gamma(x, h) = 1 - sigmoid(beta_h . f(x)),     f(x) = [1, z(x), onehot_K(x)]  in R^P
+
+* ``z(x) = W^T (phi(x) - m)`` (r factors). A ridge regression (penalty by generalised
+  cross-validation) predicts each training LLM's centred correctness from the embedding; ``W`` spans
+  the top ``r`` principal directions of those predictions (the first is, in practice, shared
+  difficulty), each factor scaled to unit variance on the training prompts.
+* ``onehot_K(x)``: nearest K-means centroid (optional, ``n_clusters=0`` disables it): the UniRoute
+  cluster term, so cluster-specific strengths remain expressible.
+* ``beta_h`` (P numbers) is the maximum a posteriori logistic fit on ``h``'s validation labels under
+  a Gaussian prior ``N(mu, diag(tau^2))``. ``mu`` and ``tau^2`` are estimated by empirical Bayes
+  (EM) from the training LLMs' validation labels, the same data a new model brings, so a factor or
+  cluster that does not separate the known models is shrunk away (automatic relevance).
+
+``n_factors="auto"`` chooses r on the training pool alone, by the held-out-model likelihood (5 folds
+over the training LLMs; each held-out LLM is treated exactly like a new one).
+
+Adding a model is a few Newton steps of a P-parameter logistic regression on its own labels (no
+gradient step on anything shared, well under 10 ms); the shared map and the prior never change.
+With per-prompt training costs (``train_cost=``), a shared log-cost shape ``s(x)`` is learned the
+same way (ridge on the embedding), and a model's expected cost becomes ``c(h) * exp(s(x))`` scaled to
+its mean validation cost.
+
+The profile's ``cluster_error`` holds ``beta_h`` (like :class:`~unirouter.baselines.KNNRouter`
+holds raw errors there): the pool machinery of :class:`~unirouter._base_router.BaseRouter` stacks it
+as ``psi`` and :meth:`DifficultyRouter._gamma_cost` applies the logistic form.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from numbers import Integral
+from typing import Any
+
+import numpy as np
+
+from unirouter._base_router import BaseRouter
+from unirouter._cluster_maps import KMeansMap, fit_kmeans
+from unirouter._validation import check_embeddings, check_prompts
+from unirouter.datasets import ValidationSet
+from unirouter.exceptions import InvalidInputError, UniRouterWarning
+from unirouter.profiles import ModelProfile, ProfilingStats
+
+__all__ = ["DifficultyRouter", "fit_logistic_map", "ridge_gcv"]
+
+_ALPHAS = np.geomspace(1e-2, 1e4, 25)  # ridge penalties tried by GCV
+_TAU2_FLOOR = 1e-3  # smallest prior variance (a pruned coefficient stays at its prior mean)
+_TAU2_INIT = 4.0
+_AUTO_FACTORS = (1, 2, 3, 4, 6, 8)  # candidates of n_factors="auto"
+
+
+def ridge_gcv(
+    x: np.ndarray,
+    targets: np.ndarray,
+    alphas: np.ndarray = _ALPHAS,
+    *,
+    gram: tuple[np.ndarray, ...] | None = None,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Multi-output ridge regression with one penalty chosen by generalised cross-validation.
+
+    Works on the (D, D) Gram matrix, so the cost is one ``x^T x`` product (``gram`` = the output of
+    :func:`_gram` reuses it). Returns ``(coef (D, m), x_mean (D,), alpha)``; predictions are
+    ``(x - x_mean) @ coef + targets.mean(0)``.
+    """
+    xm, xc, evals, v = gram if gram is not None else _gram(x)
+    t = np.asarray(targets - targets.mean(0), dtype=np.float64)
+    n = xc.shape[0]
+    proj = v.T @ (xc.T @ t)  # (D, m) = s * U^T t
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ut2 = np.where(evals[:, None] > 1e-10, proj**2 / evals[:, None], 0.0).sum(
+            1
+        )  # ||U^T t||^2 per direction
+    total = float((t**2).sum())
+    best = (np.inf, float(alphas[0]))
+    for a in alphas:
+        f = evals / (evals + a)
+        rss = total - float(((2 * f - f**2) * ut2).sum())
+        gcv = rss / max(1.0 - f.sum() / n, 1e-6) ** 2
+        if gcv < best[0]:
+            best = (gcv, float(a))
+    alpha = best[1]
+    coef = v @ (proj / (evals + alpha)[:, None])
+    return coef, xm, alpha
+
+
+def _gram(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    xm = x.mean(0)
+    xc = np.asarray(x - xm, dtype=np.float64)
+    evals, v = np.linalg.eigh(xc.T @ xc)
+    return xm, xc, np.clip(evals, 0.0, None), v
+
+
+def _factor_directions(xc: np.ndarray, coef: np.ndarray, r: int) -> np.ndarray:
+    """Top ``r`` principal directions (D, r) of the predictions ``xc @ coef``, unit variance on ``xc``."""
+    if r == 0:
+        return np.zeros((coef.shape[0], 0))
+    pred = xc @ coef
+    _, _, vt = np.linalg.svd(pred - pred.mean(0), full_matrices=False)
+    w = coef @ vt[:r].T
+    return w / ((xc @ w).std(0) + 1e-12)
+
+
+def _select_n_factors(
+    gram: tuple[np.ndarray, ...],
+    centred: np.ndarray,
+    ytr: np.ndarray,
+    fv_base: np.ndarray,
+    xv_c: np.ndarray,
+    yval: np.ndarray,
+    em_iter: int,
+) -> tuple[int, dict[int, float]]:
+    """r by held-out-model likelihood: factors and prior from the other training models, the held-out
+    model's coefficients from its validation labels, its log-likelihood on the training prompts."""
+    m = ytr.shape[1]
+    if (
+        m < 3
+    ):  # too few known models to hold one out and still learn a factor from the rest
+        return m, {}
+    cands = [r for r in _AUTO_FACTORS if r <= m - 2]
+    folds = np.array_split(np.random.default_rng(0).permutation(m), min(m, 5))
+    xc = gram[1]
+    obs = ~np.isnan(ytr)
+    score = dict.fromkeys(cands, 0.0)
+    for held in folds:
+        rest = np.setdiff1d(np.arange(m), held)
+        coef, _, _ = ridge_gcv(xc, centred[:, rest], gram=gram)
+        w_all = _factor_directions(xc, coef, max(cands))
+        for r in cands:
+            w = w_all[:, :r]
+            fv = np.hstack([fv_base, xv_c @ w])
+            mu, tau2 = _empirical_bayes_prior(fv, yval[:, rest], em_iter)
+            beta, _ = fit_logistic_map(fv, yval[:, held], mu, tau2)
+            p = np.clip(
+                _sigmoid(np.hstack([np.ones((xc.shape[0], 1)), xc @ w]) @ beta.T),
+                1e-6,
+                1 - 1e-6,
+            )
+            y = np.where(obs[:, held], ytr[:, held], 0.0)
+            score[r] += float(
+                (obs[:, held] * (y * np.log(p) + (1 - y) * np.log(1 - p))).sum()
+            )
+    return max(cands, key=lambda r: (score[r], -r)), score
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+
+def _weighted_grams(f: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``F^T diag(w[:, j]) F`` for every column ``j`` of ``w``: (M, P, P)."""
+    return np.stack([(f.T * w[:, j]) @ f for j in range(w.shape[1])])
+
+
+def fit_logistic_map(
+    features: np.ndarray,
+    y: np.ndarray,
+    prior_mean: np.ndarray,
+    prior_var: np.ndarray,
+    *,
+    beta0: np.ndarray | None = None,
+    max_iter: int = 25,
+    tol: float = 1e-6,
+) -> tuple[np.ndarray, np.ndarray]:
+    """MAP logistic regression of several models at once under a diagonal Gaussian prior (Newton).
+
+    Parameters
+    ----------
+    features : (n, P)
+    y : (n, M) quality in [0, 1] (graded scores act as fractional labels); NaN = unknown.
+    prior_mean, prior_var : (P,)
+
+    Returns
+    -------
+    beta : (M, P) and the diagonal of the posterior covariance (M, P).
+    """
+    f = np.asarray(features, dtype=np.float64)
+    obs = ~np.isnan(y)
+    yz = np.where(obs, y, 0.0)
+    m = y.shape[1]
+    precision = 1.0 / prior_var
+    beta = (
+        np.tile(prior_mean, (m, 1))
+        if beta0 is None
+        else np.array(beta0, dtype=np.float64)
+    )
+    for _ in range(max_iter):
+        p = _sigmoid(f @ beta.T)
+        grad = f.T @ ((yz - p) * obs) - (precision * (beta - prior_mean)).T  # (P, M)
+        w = p * (1.0 - p) * obs
+        hess = _weighted_grams(f, w) + np.diag(precision)[None]
+        step = np.linalg.solve(hess, grad.T[..., None])[..., 0]
+        beta += step
+        if np.abs(step).max() < tol:
+            break
+    p = _sigmoid(f @ beta.T)
+    hess = _weighted_grams(f, p * (1.0 - p) * obs) + np.diag(precision)[None]
+    post_var = np.diagonal(np.linalg.inv(hess), axis1=1, axis2=2).copy()
+    return beta, post_var
+
+
+def _empirical_bayes_prior(
+    features: np.ndarray, y: np.ndarray, n_iter: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Prior N(mu, diag tau^2) over the training models' coefficients, by EM on their labels."""
+    p = features.shape[1]
+    mu, tau2 = np.zeros(p), np.full(p, _TAU2_INIT)
+    if (
+        y.shape[1] < 2
+    ):  # one known model: nothing to learn the spread from; a weak prior around it
+        beta, _ = fit_logistic_map(features, y, mu, tau2)
+        return beta[0], tau2
+    beta = None
+    for _ in range(n_iter):
+        beta, post_var = fit_logistic_map(features, y, mu, tau2, beta0=beta, max_iter=4)
+        new_mu = beta.mean(0)
+        new_tau2 = np.maximum(((beta - new_mu) ** 2 + post_var).mean(0), _TAU2_FLOOR)
+        done = np.abs(new_mu - mu).max() < 1e-4 and np.abs(new_tau2 - tau2).max() < 1e-4
+        mu, tau2 = new_mu, new_tau2
+        if done:
+            break
+    return mu, tau2
+
+
+class DifficultyRouter(BaseRouter):
+    """Item-response router: shared prompt factors from known LLMs, a logistic profile per model.
+
+    Parameters
+    ----------
+    n_factors : int or "auto", default=3
+        r, the number of shared prompt factors learned from the training LLMs (at most the number of
+        training LLMs; 0 keeps only the clusters). ``"auto"`` picks r in (1, 2, 3, 4, 6, 8) by the
+        held-out-model likelihood on the training prompts (5 folds over the training LLMs; the factors
+        and the prior come from the other folds, the held-out LLM's coefficients from its validation
+        labels only, as for a new model).
+    n_clusters : int, default=0
+        K-means clusters added as one-hot features (0 = none).
+    cost_weight : float, default=0.0
+        Default lambda for :meth:`route`.
+    embedder : Embedder, str, callable or None, default=None
+        None = all-MiniLM-L6-v2, offline.
+    random_state : int or None, default=None
+        Seeds K-means.
+    n_init : int, default=3
+        K-means restarts.
+    em_iter : int, default=50
+        Empirical-Bayes (EM) iterations for the prior.
+
+    Attributes
+    ----------
+    factors_ : ndarray (D, r)        W, the factor directions (already scaled)
+    embedding_mean_ : ndarray (D,)
+    centroids_ : ndarray (K, D)      (K = 0: shape (0, D))
+    prior_mean_, prior_var_ : ndarray (P,)   the empirical-Bayes prior over a model's coefficients
+    ridge_alpha_ : float             the GCV ridge penalty
+    validation_labels_ : ndarray (n_val,)   cluster of each validation prompt (zeros when K = 0)
+
+    Examples
+    --------
+    >>> router = DifficultyRouter(random_state=0).fit(
+    ...     embeddings=x_train, validation_embeddings=x_val,
+    ...     train_correctness=y_train, validation_correctness=y_train_val)
+    >>> router.add_model("new", correctness=scores_on_val, cost=0.002)   # a P-parameter fit, no refit
+    >>> router.route(embedding=x, cost_weight=10.0).model
+    """
+
+    def __init__(
+        self,
+        n_factors: int | str = 3,
+        *,
+        n_clusters: int = 0,
+        cost_weight: float = 0.0,
+        embedder: Any = None,
+        random_state: int | None = None,
+        n_init: int = 3,
+        em_iter: int = 50,
+    ) -> None:
+        self.n_factors = n_factors
+        self.n_clusters = n_clusters
+        self.cost_weight = cost_weight
+        self.embedder = embedder
+        self.random_state = random_state
+        self.n_init = n_init
+        self.em_iter = em_iter
+
+    def _check_params(self) -> None:
+        for name, low in (
+            ("n_factors", 0),
+            ("n_clusters", 0),
+            ("n_init", 1),
+            ("em_iter", 1),
+        ):
+            v = getattr(self, name)
+            if name == "n_factors" and v == "auto":
+                continue
+            if isinstance(v, bool) or not isinstance(v, Integral) or v < low:
+                msg = f"{name} must be an int >= {low}. Got {v!r}."
+                raise InvalidInputError(msg)
+
+    # -- fitting -------------------------------------------------------------------------------
+    def fit(
+        self,
+        prompts: Sequence[str] | None = None,
+        *,
+        validation: ValidationSet | Sequence[str] | None = None,
+        embeddings: Any = None,
+        validation_embeddings: Any = None,
+        train_correctness: Any = None,
+        validation_correctness: Any = None,
+        train_cost: Any = None,
+    ) -> DifficultyRouter:
+        """Learn the prompt factors and the prior from known LLMs. Registered models are cleared.
+
+        Parameters
+        ----------
+        prompts : list of str
+            Training prompts S_tr (or give ``embeddings``).
+        validation : ValidationSet or list of str
+            The validation prompts new models are profiled on (or give ``validation_embeddings``).
+        embeddings, validation_embeddings : array (n, D), optional
+            Precomputed embeddings of the same prompts.
+        train_correctness : array (n_tr, M_train)
+            Quality in [0, 1] of the known LLMs on the training prompts (NaN = missing).
+        validation_correctness : array (n_val, M_train)
+            The same LLMs on the validation prompts (gives the empirical-Bayes prior).
+        train_cost : array (n_tr, M_train), optional
+            Per-query costs of the known LLMs on the training prompts: learns a per-prompt cost shape.
+
+        Returns
+        -------
+        self
+        """
+        self._check_params()
+        if embeddings is not None:
+            x = check_embeddings(embeddings, what="embeddings")
+        elif prompts is not None:
+            x = self._embed(check_prompts(prompts))
+        else:
+            msg = "fit needs the training prompts (or embeddings=)."
+            raise InvalidInputError(msg)
+        vs, xv = self._validation_inputs(validation, validation_embeddings)
+        if xv.shape[1] != x.shape[1]:
+            msg = f"validation embeddings have dimension {xv.shape[1]} but training embeddings {x.shape[1]}."
+            raise InvalidInputError(msg)
+        ytr, yval = _check_labels(
+            train_correctness, validation_correctness, x.shape[0], xv.shape[0]
+        )
+
+        # Shared prompt factors: principal directions of the ridge-predicted training correctness.
+        centred = ytr - np.nanmean(ytr, axis=0)
+        centred = np.where(np.isnan(centred), 0.0, centred)
+        gram = _gram(x)
+        xm = gram[0]
+        coef, _, alpha = ridge_gcv(x, centred, gram=gram)
+        self.factor_scores_: dict[int, float] = {}
+        if self.n_factors == "auto":
+            base = np.ones((xv.shape[0], 1))
+            r, self.factor_scores_ = _select_n_factors(
+                gram, centred, ytr, base, xv - xm, yval, int(self.em_iter)
+            )
+        else:
+            r = min(int(self.n_factors), coef.shape[1])
+        self.n_factors_ = int(r)
+        self.embedding_mean_ = xm.astype(np.float32)
+        self.factors_ = _factor_directions(gram[1], coef, r).astype(np.float32)
+        self.ridge_alpha_ = alpha
+
+        k = int(self.n_clusters)
+        if k > 0:
+            self.centroids_ = fit_kmeans(
+                x, k, random_state=self.random_state, n_init=int(self.n_init)
+            )
+            self._kmap: KMeansMap | None = KMeansMap(self.centroids_)
+            labels = self._kmap.assign(xv)
+        else:
+            self.centroids_ = np.zeros((0, x.shape[1]), dtype=np.float32)
+            self._kmap = None
+            labels = np.zeros(xv.shape[0], dtype=np.int64)
+
+        fv = self._features(xv)
+        self.prior_mean_, self.prior_var_ = _empirical_bayes_prior(
+            fv, yval, int(self.em_iter)
+        )
+
+        self.cost_coef_ = np.zeros(0, dtype=np.float32)
+        self.cost_intercept_ = 0.0
+        if train_cost is not None:
+            self._fit_cost_shape(x, train_cost)
+        self._val_features = fv
+        self._val_cost_scale = (
+            float(np.mean(self._cost_shape(xv))) if self.cost_coef_.size else 1.0
+        )
+        self._finish_fit(vs, xv, labels, fv.shape[1])
+        return self
+
+    def _fit_cost_shape(self, x: np.ndarray, train_cost: Any) -> None:
+        c = np.asarray(train_cost, dtype=np.float64)
+        if c.ndim != 2 or c.shape[0] != x.shape[0]:
+            msg = f"train_cost must have shape ({x.shape[0]}, M_train). Got {c.shape}."
+            raise InvalidInputError(msg)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            logc = np.where(c > 0, np.log(np.where(c > 0, c, 1.0)), np.nan)
+            logc -= np.nanmean(logc, axis=0)
+            target = np.nanmean(logc, axis=1)
+        ok = ~np.isnan(target)
+        if ok.sum() < 2:
+            warnings.warn(
+                "train_cost has no positive costs; the cost shape is not used.",
+                UniRouterWarning,
+                stacklevel=3,
+            )
+            return
+        coef, xm, _ = ridge_gcv(x[ok], target[ok, None])
+        self.cost_coef_ = coef[:, 0].astype(np.float32)
+        self.cost_intercept_ = float(target[ok].mean() - xm @ coef[:, 0])
+
+    # -- features ------------------------------------------------------------------------------
+    def _features(self, x: np.ndarray) -> np.ndarray:
+        n = x.shape[0]
+        parts = [np.ones((n, 1)), (x - self.embedding_mean_) @ self.factors_]
+        if self._kmap is not None:
+            onehot = np.zeros((n, self._kmap.n_clusters))
+            onehot[np.arange(n), self._kmap.assign(x)] = 1.0
+            parts.append(onehot)
+        return np.hstack(parts)
+
+    def _cost_shape(self, x: np.ndarray) -> np.ndarray:
+        if not self.cost_coef_.size:
+            return np.ones(x.shape[0])
+        return np.exp(np.clip(x @ self.cost_coef_ + self.cost_intercept_, -20, 20))
+
+    # -- profiles ------------------------------------------------------------------------------
+    def build_profile(
+        self,
+        name: str,
+        correctness: Any,
+        *,
+        cost: float | Sequence[float] | np.ndarray,
+        stats: ProfilingStats | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> ModelProfile:
+        """A profile whose ``cluster_error`` holds the model's coefficients ``beta_h (P,)``.
+
+        ``beta_h`` is the MAP logistic fit of the model's validation scores on the validation
+        features under the fitted prior; nothing shared changes.
+        """
+        profile = super().build_profile(
+            name, correctness, cost=cost, stats=stats, metadata=metadata
+        )
+        beta, _ = fit_logistic_map(
+            self._val_features,
+            profile.scores[:, None],
+            self.prior_mean_,
+            self.prior_var_,
+        )
+        return profile.model_copy(
+            update={
+                "cluster_error": beta[0],
+                "cluster_cost": np.full(self.n_parts_, profile.cost_per_query),
+            }
+        )
+
+    # -- prediction ----------------------------------------------------------------------------
+    def _fitted_attribute(self) -> str:
+        return "prior_mean_"
+
+    def _weights(self, x: np.ndarray) -> np.ndarray:
+        return self._features(x)
+
+    def _gamma_cost(self, x, psi, cost):
+        f = self._features(x)
+        gamma = 1.0 - _sigmoid(f @ psi.T)
+        shape = self._cost_shape(x) / self._val_cost_scale
+        expected = shape[:, None] * cost[:, 0][None, :]
+        w = f[:, 1 + self.factors_.shape[1] :] if self._kmap is not None else None
+        return gamma, expected, w
+
+    # -- persistence ---------------------------------------------------------------------------
+    def _state_arrays(self) -> dict[str, np.ndarray]:
+        return {
+            "embedding_mean": self.embedding_mean_,
+            "factors": self.factors_,
+            "centroids": self.centroids_,
+            "prior_mean": self.prior_mean_,
+            "prior_var": self.prior_var_,
+            "val_features": self._val_features,
+            "cost_coef": self.cost_coef_,
+            "scalars": np.array(
+                [self.ridge_alpha_, self.cost_intercept_, self._val_cost_scale]
+            ),
+        }
+
+    def _load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        self.embedding_mean_ = arrays["embedding_mean"].astype(np.float32)
+        self.factors_ = arrays["factors"].astype(np.float32)
+        self.n_factors_ = int(self.factors_.shape[1])
+        self.factor_scores_ = {}
+        self.centroids_ = arrays["centroids"].astype(np.float32)
+        self._kmap = KMeansMap(self.centroids_) if self.centroids_.shape[0] else None
+        self.prior_mean_ = arrays["prior_mean"].astype(np.float64)
+        self.prior_var_ = arrays["prior_var"].astype(np.float64)
+        self._val_features = arrays["val_features"].astype(np.float64)
+        self.cost_coef_ = arrays["cost_coef"].astype(np.float32)
+        self.ridge_alpha_, self.cost_intercept_, self._val_cost_scale = (
+            float(v) for v in arrays["scalars"]
+        )
+
+
+def _check_labels(
+    train: Any, val: Any, n_tr: int, n_val: int
+) -> tuple[np.ndarray, np.ndarray]:
+    if train is None or val is None:
+        msg = "DifficultyRouter.fit needs train_correctness (n_train, M) and validation_correctness (n_val, M) of known LLMs."
+        raise InvalidInputError(msg)
+    ytr = np.asarray(train, dtype=np.float64)
+    yval = np.asarray(val, dtype=np.float64)
+    if (
+        ytr.ndim != 2
+        or yval.ndim != 2
+        or ytr.shape[1] != yval.shape[1]
+        or ytr.shape[1] < 1
+    ):
+        msg = f"train_correctness and validation_correctness must be 2-D with the same models (columns). Got {ytr.shape} and {yval.shape}."
+        raise InvalidInputError(msg)
+    if ytr.shape[0] != n_tr or yval.shape[0] != n_val:
+        msg = f"train_correctness has {ytr.shape[0]} rows for {n_tr} training prompts and validation_correctness {yval.shape[0]} rows for {n_val} validation prompts."
+        raise InvalidInputError(msg)
+    for name, y in (("train_correctness", ytr), ("validation_correctness", yval)):
+        obs = y[~np.isnan(y)]
+        if np.isinf(y).any() or ((obs < 0) | (obs > 1)).any():
+            msg = f"{name} must hold scores in [0, 1] (NaN for missing)."
+            raise InvalidInputError(msg)
+    return ytr, yval
