@@ -309,6 +309,33 @@ class PoolMethods:
 
     pool: CandidatePool
 
+    def __init__(
+        self,
+        router: Any = None,
+        models: Mapping[str, BaseChatModel] | None = None,
+        *,
+        costs: Mapping[str, Any] | None = None,
+        scorer: Any = None,
+        validation_set: Any = None,
+        response_cache: Any = None,
+        options: RoutingOptions | Mapping[str, Any] | None = None,
+        profile_kwargs: Mapping[str, Any] | None = None,
+        pool: CandidatePool | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if pool is None:
+            pool = build_pool(
+                router,
+                models,
+                costs=costs,
+                scorer=scorer,
+                validation_set=validation_set,
+                cache=response_cache,
+                options=options,
+                profile_kwargs=profile_kwargs,
+            )
+        super().__init__(pool=pool, **kwargs)  # the pydantic host class
+
     @property
     def models(self) -> dict[str, BaseChatModel]:
         """The candidate chat models by name, in the order they were added."""

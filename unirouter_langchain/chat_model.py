@@ -32,7 +32,6 @@ from unirouter_langchain._adapters import (
     PoolMethods,
     RoutingInput,
     aemit,
-    build_pool,
     call_options,
     child_callbacks,
     decide_ahead,
@@ -140,33 +139,6 @@ class UniRouteChatModel(PoolMethods, BaseChatModel):
     """Default stop sequences, passed to the chosen model."""
     streaming: bool = False
     """Accepted for compatibility; ``stream``/``astream`` always stream the chosen model."""
-
-    def __init__(
-        self,
-        router: Any = None,
-        models: Mapping[str, BaseChatModel] | None = None,
-        *,
-        costs: Mapping[str, Any] | None = None,
-        scorer: Any = None,
-        validation_set: Any = None,
-        response_cache: Any = None,
-        options: RoutingOptions | Mapping[str, Any] | None = None,
-        profile_kwargs: Mapping[str, Any] | None = None,
-        pool: CandidatePool | None = None,
-        **kwargs: Any,
-    ) -> None:
-        if pool is None:
-            pool = build_pool(
-                router,
-                models,
-                costs=costs,
-                scorer=scorer,
-                validation_set=validation_set,
-                cache=response_cache,
-                options=options,
-                profile_kwargs=profile_kwargs,
-            )
-        super().__init__(pool=pool, **kwargs)
 
     # -- identity ------------------------------------------------------------------------------
     @property

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 from langchain_core.callbacks import (
@@ -22,7 +22,6 @@ from unirouter_langchain._adapters import (
     PoolMethods,
     RoutingInput,
     aemit,
-    build_pool,
     call_options,
     decide_ahead,
     decision_record,
@@ -102,33 +101,6 @@ class UniRouteRunnable(PoolMethods, RunnableSerializable[LanguageModelInput, Bas
     """What the router embeds: ``"last_user"``, ``"conversation"`` or ``(messages) -> str``."""
     prepare: Callable[[BaseChatModel], Runnable] | None = Field(default=None, exclude=True)
     """Applied to the chosen model before the call (e.g. ``with_structured_output``)."""
-
-    def __init__(
-        self,
-        router: Any = None,
-        models: Mapping[str, BaseChatModel] | None = None,
-        *,
-        costs: Mapping[str, Any] | None = None,
-        scorer: Any = None,
-        validation_set: Any = None,
-        response_cache: Any = None,
-        options: RoutingOptions | Mapping[str, Any] | None = None,
-        profile_kwargs: Mapping[str, Any] | None = None,
-        pool: CandidatePool | None = None,
-        **kwargs: Any,
-    ) -> None:
-        if pool is None:
-            pool = build_pool(
-                router,
-                models,
-                costs=costs,
-                scorer=scorer,
-                validation_set=validation_set,
-                cache=response_cache,
-                options=options,
-                profile_kwargs=profile_kwargs,
-            )
-        super().__init__(pool=pool, **kwargs)
 
     # -- routing -------------------------------------------------------------------------------
     def _options(self, config: RunnableConfig, override: Any = None) -> RoutingOptions:
