@@ -203,6 +203,23 @@ class BaseRouter(ParamsMixin):
             xv = self._embed(vs.prompts)
         return vs, xv
 
+    def _training_inputs(
+        self, prompts: Sequence[str] | None, embeddings: Any, validation: Any, validation_embeddings: Any
+    ) -> tuple[np.ndarray, ValidationSet | None, np.ndarray]:
+        """Training embeddings, the validation set and its embeddings (embedding what is not given)."""
+        if embeddings is not None:
+            x = check_embeddings(embeddings, what="embeddings")
+        elif prompts is not None:
+            x = self._embed(check_prompts(prompts))
+        else:
+            msg = "fit needs the training prompts (or embeddings=)."
+            raise InvalidInputError(msg)
+        vs, xv = self._validation_inputs(validation, validation_embeddings)
+        if xv.shape[1] != x.shape[1]:
+            msg = f"validation embeddings have dimension {xv.shape[1]} but training embeddings {x.shape[1]}."
+            raise InvalidInputError(msg)
+        return x, vs, xv
+
     def _finish_fit(self, vs: ValidationSet | None, xv: np.ndarray, labels: np.ndarray, n_parts: int) -> None:
         """Record the validation partition and re-derive every registered model's psi."""
         self._init_state()

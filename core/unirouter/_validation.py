@@ -18,6 +18,7 @@ __all__ = [
     "check_costs",
     "check_embeddings",
     "check_is_fitted",
+    "check_known_labels",
     "check_model_name",
     "check_prompt",
     "check_prompts",
@@ -99,6 +100,32 @@ def _check_vector(values: Any, *, n: int | None, what: str, allow_nan: bool, sco
 def check_scores(scores: Any, *, n: int | None = None, what: str = "correctness", allow_nan: bool = True) -> np.ndarray:
     """Quality scores in [0, 1] (0/1 correctness or graded); NaN marks a missing cell."""
     return _check_vector(scores, n=n, what=what, allow_nan=allow_nan, scores=True)
+
+
+def check_known_labels(
+    train_correctness: Any, validation_correctness: Any, n_train: int, n_val: int, *, needed_by: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Known LLMs' quality on the training and validation prompts: 2-D, same models, in [0, 1] or NaN."""
+    if train_correctness is None or validation_correctness is None:
+        msg = f"{needed_by} needs train_correctness (n_train, M) and validation_correctness (n_val, M) of known LLMs."
+        raise InvalidInputError(msg)
+    ytr = np.asarray(train_correctness, dtype=np.float64)
+    yval = np.asarray(validation_correctness, dtype=np.float64)
+    if ytr.ndim != 2 or yval.ndim != 2 or ytr.shape[1] != yval.shape[1] or ytr.shape[1] < 1:
+        msg = f"train_correctness and validation_correctness must be 2-D with the same models (columns). Got {ytr.shape} and {yval.shape}."
+        raise InvalidInputError(msg)
+    if ytr.shape[0] != n_train or yval.shape[0] != n_val:
+        msg = (
+            f"train_correctness has {ytr.shape[0]} rows for {n_train} training prompts and "
+            f"validation_correctness {yval.shape[0]} rows for {n_val} validation prompts."
+        )
+        raise InvalidInputError(msg)
+    for name, y in (("train_correctness", ytr), ("validation_correctness", yval)):
+        obs = y[~np.isnan(y)]
+        if np.isinf(y).any() or ((obs < 0) | (obs > 1)).any():
+            msg = f"{name} must hold scores in [0, 1] (NaN for missing)."
+            raise InvalidInputError(msg)
+    return ytr, yval
 
 
 def check_cost(cost: Any, *, what: str = "cost") -> float:

@@ -45,7 +45,7 @@ import numpy as np
 
 from unirouter._base_router import BaseRouter
 from unirouter._cluster_maps import KMeansMap, fit_kmeans
-from unirouter._validation import check_embeddings, check_prompts
+from unirouter._validation import check_known_labels
 from unirouter.datasets import ValidationSet
 from unirouter.exceptions import InvalidInputError, UniRouterWarning
 from unirouter.profiles import ModelProfile, ProfilingStats
@@ -339,19 +339,9 @@ class DifficultyRouter(BaseRouter):
         self
         """
         self._check_params()
-        if embeddings is not None:
-            x = check_embeddings(embeddings, what="embeddings")
-        elif prompts is not None:
-            x = self._embed(check_prompts(prompts))
-        else:
-            msg = "fit needs the training prompts (or embeddings=)."
-            raise InvalidInputError(msg)
-        vs, xv = self._validation_inputs(validation, validation_embeddings)
-        if xv.shape[1] != x.shape[1]:
-            msg = f"validation embeddings have dimension {xv.shape[1]} but training embeddings {x.shape[1]}."
-            raise InvalidInputError(msg)
-        ytr, yval = _check_labels(
-            train_correctness, validation_correctness, x.shape[0], xv.shape[0]
+        x, vs, xv = self._training_inputs(prompts, embeddings, validation, validation_embeddings)
+        ytr, yval = check_known_labels(
+            train_correctness, validation_correctness, x.shape[0], xv.shape[0], needed_by="DifficultyRouter.fit"
         )
 
         # Shared prompt factors: principal directions of the ridge-predicted training correctness.
@@ -512,30 +502,3 @@ class DifficultyRouter(BaseRouter):
         self.ridge_alpha_, self.cost_intercept_, self._val_cost_scale = (
             float(v) for v in arrays["scalars"]
         )
-
-
-def _check_labels(
-    train: Any, val: Any, n_tr: int, n_val: int
-) -> tuple[np.ndarray, np.ndarray]:
-    if train is None or val is None:
-        msg = "DifficultyRouter.fit needs train_correctness (n_train, M) and validation_correctness (n_val, M) of known LLMs."
-        raise InvalidInputError(msg)
-    ytr = np.asarray(train, dtype=np.float64)
-    yval = np.asarray(val, dtype=np.float64)
-    if (
-        ytr.ndim != 2
-        or yval.ndim != 2
-        or ytr.shape[1] != yval.shape[1]
-        or ytr.shape[1] < 1
-    ):
-        msg = f"train_correctness and validation_correctness must be 2-D with the same models (columns). Got {ytr.shape} and {yval.shape}."
-        raise InvalidInputError(msg)
-    if ytr.shape[0] != n_tr or yval.shape[0] != n_val:
-        msg = f"train_correctness has {ytr.shape[0]} rows for {n_tr} training prompts and validation_correctness {yval.shape[0]} rows for {n_val} validation prompts."
-        raise InvalidInputError(msg)
-    for name, y in (("train_correctness", ytr), ("validation_correctness", yval)):
-        obs = y[~np.isnan(y)]
-        if np.isinf(y).any() or ((obs < 0) | (obs > 1)).any():
-            msg = f"{name} must hold scores in [0, 1] (NaN for missing)."
-            raise InvalidInputError(msg)
-    return ytr, yval

@@ -22,7 +22,7 @@ import numpy as np
 
 from unirouter._base_router import BaseRouter, RoutingDecision
 from unirouter._cluster_maps import KMeansMap, LearnedMap, fit_kmeans
-from unirouter._validation import check_embeddings, check_prompts
+from unirouter._validation import check_known_labels
 from unirouter.datasets import RoutingDataset, ValidationSet
 from unirouter.exceptions import InvalidInputError, UniRouterWarning
 from unirouter.profiles import cluster_statistics
@@ -153,20 +153,10 @@ class UniRouter(BaseRouter):
         self
         """
         self._check_params()
-        if embeddings is not None:
-            x = check_embeddings(embeddings, what="embeddings")
-        elif prompts is not None:
-            x = self._embed(check_prompts(prompts))
-        else:
-            msg = "fit needs the training prompts (or embeddings=)."
-            raise InvalidInputError(msg)
         if self.method != "learned" and (train_correctness is not None or validation_correctness is not None):
             msg = "train_correctness/validation_correctness are only used by method='learned'."
             raise InvalidInputError(msg)
-        vs, xv = self._validation_inputs(validation, validation_embeddings)
-        if xv.shape[1] != x.shape[1]:
-            msg = f"validation embeddings have dimension {xv.shape[1]} but training embeddings {x.shape[1]}."
-            raise InvalidInputError(msg)
+        x, vs, xv = self._training_inputs(prompts, embeddings, validation, validation_embeddings)
 
         centroids = fit_kmeans(x, int(self.n_clusters), random_state=self.random_state, n_init=self.n_init)
         kmap = KMeansMap(centroids)
@@ -196,25 +186,9 @@ class UniRouter(BaseRouter):
 
     def _fit_learned(self, x, xv, labels, train_correctness, validation_correctness, centroids):
         """Train the learned map; returns ``(theta, bias, report)`` (nothing is assigned here)."""
-        if train_correctness is None or validation_correctness is None:
-            msg = "method='learned' needs train_correctness (n_train, M) and validation_correctness (n_val, M) of known LLMs."
-            raise InvalidInputError(msg)
-        ytr = np.asarray(train_correctness, dtype=np.float64)
-        yval = np.asarray(validation_correctness, dtype=np.float64)
-        if ytr.ndim != 2 or yval.ndim != 2 or ytr.shape[1] != yval.shape[1]:
-            msg = f"train_correctness and validation_correctness must be 2-D with the same models (columns). Got {ytr.shape} and {yval.shape}."
-            raise InvalidInputError(msg)
-        if ytr.shape[0] != x.shape[0] or yval.shape[0] != xv.shape[0]:
-            msg = (
-                f"train_correctness has {ytr.shape[0]} rows for {x.shape[0]} training prompts and "
-                f"validation_correctness {yval.shape[0]} rows for {xv.shape[0]} validation prompts."
-            )
-            raise InvalidInputError(msg)
-        for name, y in (("train_correctness", ytr), ("validation_correctness", yval)):
-            obs = y[~np.isnan(y)]
-            if np.isinf(y).any() or ((obs < 0) | (obs > 1)).any():
-                msg = f"{name} must hold scores in [0, 1] (NaN for missing)."
-                raise InvalidInputError(msg)
+        ytr, yval = check_known_labels(
+            train_correctness, validation_correctness, x.shape[0], xv.shape[0], needed_by="method='learned'"
+        )
         psi = np.stack(
             [cluster_statistics(1.0 - yval[:, j], labels, int(self.n_clusters), float(self.prior_strength))[0] for j in range(yval.shape[1])]
         )
