@@ -55,16 +55,6 @@ if _baselines is not None:
 pytestmark = pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def data(mmlu_small, mmlu_embeddings):
     train, val = mmlu_small["train"], mmlu_small["val"]

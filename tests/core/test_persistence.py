@@ -14,16 +14,6 @@ from unirouter.persistence import SCHEMA, load_router, read_router_info, save_ro
 SEED = 0
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def learned_router(mmlu_small, mmlu_embeddings, embedder) -> UniRouter:
     r = UniRouter(

@@ -57,17 +57,6 @@ def cluster_of_axis(router: UniRouter, k: int) -> int:
     return int(router.cluster_of(embeddings=np.eye(D)[k][None])[0])
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """The learned map trains on tiny tensors; on a busy machine torch's thread pool only adds waits."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def learned_router(mmlu_small, mmlu_embeddings, embedder) -> UniRouter:
     r = UniRouter(
