@@ -54,18 +54,9 @@ MAIN = [
 ]
 
 
-def difficulty_factory(
-    data: TrialData,
-    n_factors: int | str = 3,
-    n_clusters: int = 0,
-    use_cost_shape: bool = False,
-) -> tuple[np.ndarray, np.ndarray]:
+def difficulty_factory(data: TrialData, **params: Any) -> tuple[np.ndarray, np.ndarray]:
     """Protocol factory: fit on S_tr with the training pool's labels, add the test pool from S_val."""
-    router = DifficultyRouter(
-        n_factors if n_factors == "auto" else int(n_factors),
-        n_clusters=int(n_clusters),
-        random_state=data.seed,
-    )
+    router = DifficultyRouter(random_state=data.seed, **params)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UniRouterWarning)
         router.fit(
@@ -87,61 +78,32 @@ def register() -> None:
     register_method(
         "difficulty",
         difficulty_factory,
-        label="DifficultyRouter (ours, r=3)",
+        label="DifficultyRouter (ours)",
         replace=True,
     )
+
+
+VARIANTS = {
+    "difficulty_r3": ({"n_factors": 3}, "Difficulty, at most 3 factors"),
+    "difficulty_r16": ({"n_factors": 16}, "Difficulty, at most 16 factors"),
+    "difficulty_r1": ({"n_factors": 1}, "Difficulty, r=1 (one shared difficulty)"),
+    "difficulty_v1": (
+        {"n_factors": 3, "prior_folds": 0},
+        "First version: r=3, prior on S_val labels only",
+    ),
+    "difficulty_k10": ({"n_clusters": 10}, "Difficulty + 10 K-means clusters"),
+}
 
 
 def register_variants() -> list[str]:
-    register_method(
-        "difficulty_r1",
-        lambda d: difficulty_factory(d, n_factors=1),
-        label="Difficulty, r=1 (one shared difficulty)",
-        replace=True,
-    )
-    register_method(
-        "difficulty_auto",
-        lambda d: difficulty_factory(d, n_factors="auto"),
-        label="Difficulty, r by held-out-model likelihood",
-        replace=True,
-    )
-    register_method(
-        "difficulty_grid",
-        difficulty_factory,
-        grid={"n_factors": [1, 3, 8]},
-        label="Difficulty, r in {1,3,8} by the inner split",
-        replace=True,
-    )
-    register_method(
-        "difficulty_r8",
-        lambda d: difficulty_factory(d, n_factors=8),
-        label="Difficulty, r=8 fixed",
-        replace=True,
-    )
-    register_method(
-        "difficulty_k10",
-        lambda d: difficulty_factory(d, n_factors=3, n_clusters=10),
-        label="Difficulty, r=3 + 10 K-means clusters",
-        replace=True,
-    )
-    register_method(
-        "difficulty_k0r0",
-        lambda d: difficulty_factory(d, n_factors=0, n_clusters=10),
-        label="EB logistic on 10 clusters only (r=0)",
-        replace=True,
-    )
-    return [
-        "knn",
-        "kmeans",
-        "learned",
-        "difficulty",
-        "difficulty_r1",
-        "difficulty_r8",
-        "difficulty_auto",
-        "difficulty_grid",
-        "difficulty_k10",
-        "difficulty_k0r0",
-    ]
+    for key, (params, label) in VARIANTS.items():
+        register_method(
+            key,
+            lambda d, p=params: difficulty_factory(d, **p),
+            label=label,
+            replace=True,
+        )
+    return ["knn", "kmeans", "learned", "difficulty", *VARIANTS]
 
 
 register()
@@ -353,8 +315,8 @@ def speed(name: str = "mmlu_pro", seed: int = 0) -> dict[str, Any]:
             ),
             fit_kw,
         ),
-        "DifficultyRouter (r=3)": (DifficultyRouter(3, random_state=seed), fit_kw),
-        "DifficultyRouter (r=8)": (DifficultyRouter(8, random_state=seed), fit_kw),
+        "DifficultyRouter (default: at most 8 factors)": (DifficultyRouter(random_state=seed), fit_kw),
+        "DifficultyRouter (at most 3 factors)": (DifficultyRouter(3, random_state=seed), fit_kw),
     }
     x_test = np.ascontiguousarray(data.x[te])
     rows = {}

@@ -265,11 +265,11 @@ def _learned(
     )
 
 
-def _difficulty(data: TrialData, n_factors: int = 3) -> tuple[np.ndarray, np.ndarray]:
+def _difficulty(data: TrialData, **params: Any) -> tuple[np.ndarray, np.ndarray]:
     """DifficultyRouter (issue 8): shared prompt factors from the training pool's labels."""
     from unirouter.difficulty import DifficultyRouter
 
-    router = DifficultyRouter(n_factors, random_state=data.seed).fit(
+    router = DifficultyRouter(random_state=data.seed, **params).fit(
         embeddings=data.x_train,
         validation_embeddings=data.x_val,
         train_correctness=data.y_train,

@@ -17,11 +17,15 @@ coefficients fitted on its validation labels alone (an item-response model):
   cluster term, so cluster-specific strengths remain expressible.
 * ``beta_h`` (P numbers) is the maximum a posteriori logistic fit on ``h``'s validation labels under
   a Gaussian prior ``N(mu, diag(tau^2))``. ``mu`` and ``tau^2`` are estimated by empirical Bayes
-  (EM) from the training LLMs' validation labels, the same data a new model brings, so a factor or
-  cluster that does not separate the known models is shrunk away (automatic relevance).
+  (EM) from the training LLMs' labels, so a factor or cluster that does not separate the known models
+  is shrunk away (automatic relevance). The prior is fitted where the factors are *out of sample*, as
+  they are for a new model: on the training prompts with factor values from ridge fits that did not
+  see them (``prior_folds`` folds), plus the validation prompts. Estimated on the validation labels
+  alone (``prior_folds=0``, the first version) the prior came out too narrow when S_val is small and
+  shrank every new model toward the average known one.
 
-``n_factors="auto"`` chooses r on the training pool alone, by the held-out-model likelihood (5 folds
-over the training LLMs; each held-out LLM is treated exactly like a new one).
+``n_factors`` is only a cap (default 8): the prior's relevance pruning decides how many factors a
+new model actually uses, on the training pool alone, so there is no per-dataset setting to tune.
 
 Adding a model is a few Newton steps of a P-parameter logistic regression on its own labels (no
 gradient step on anything shared, well under 10 ms); the shared map and the prior never change.
@@ -55,7 +59,6 @@ __all__ = ["DifficultyRouter", "fit_logistic_map", "ridge_gcv"]
 _ALPHAS = np.geomspace(1e-2, 1e4, 25)  # ridge penalties tried by GCV
 _TAU2_FLOOR = 1e-3  # smallest prior variance (a pruned coefficient stays at its prior mean)
 _TAU2_INIT = 4.0
-_AUTO_FACTORS = (1, 2, 3, 4, 6, 8)  # candidates of n_factors="auto"
 
 
 def ridge_gcv(
@@ -99,56 +102,33 @@ def _gram(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray
     return xm, xc, np.clip(evals, 0.0, None), v
 
 
-def _factor_directions(xc: np.ndarray, coef: np.ndarray, r: int) -> np.ndarray:
-    """Top ``r`` principal directions (D, r) of the predictions ``xc @ coef``, unit variance on ``xc``."""
+def _factor_basis(xc: np.ndarray, coef: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray]:
+    """The top ``r`` principal directions ``V (m, r)`` of the predictions ``xc @ coef`` and the scale
+    that gives each factor ``xc @ coef @ V / scale`` unit variance on ``xc``."""
     if r == 0:
-        return np.zeros((coef.shape[0], 0))
+        return np.zeros((coef.shape[1], 0)), np.ones(0)
     pred = xc @ coef
     _, _, vt = np.linalg.svd(pred - pred.mean(0), full_matrices=False)
-    w = coef @ vt[:r].T
-    return w / ((xc @ w).std(0) + 1e-12)
+    basis = vt[:r].T
+    return basis, (pred @ basis).std(0) + 1e-12
 
 
-def _select_n_factors(
-    gram: tuple[np.ndarray, ...],
-    centred: np.ndarray,
-    ytr: np.ndarray,
-    fv_base: np.ndarray,
-    xv_c: np.ndarray,
-    yval: np.ndarray,
-    em_iter: int,
-) -> tuple[int, dict[int, float]]:
-    """r by held-out-model likelihood: factors and prior from the other training models, the held-out
-    model's coefficients from its validation labels, its log-likelihood on the training prompts."""
-    m = ytr.shape[1]
-    if (
-        m < 3
-    ):  # too few known models to hold one out and still learn a factor from the rest
-        return m, {}
-    cands = [r for r in _AUTO_FACTORS if r <= m - 2]
-    folds = np.array_split(np.random.default_rng(0).permutation(m), min(m, 5))
-    xc = gram[1]
-    obs = ~np.isnan(ytr)
-    score = dict.fromkeys(cands, 0.0)
-    for held in folds:
-        rest = np.setdiff1d(np.arange(m), held)
-        coef, _, _ = ridge_gcv(xc, centred[:, rest], gram=gram)
-        w_all = _factor_directions(xc, coef, max(cands))
-        for r in cands:
-            w = w_all[:, :r]
-            fv = np.hstack([fv_base, xv_c @ w])
-            mu, tau2 = _empirical_bayes_prior(fv, yval[:, rest], em_iter)
-            beta, _ = fit_logistic_map(fv, yval[:, held], mu, tau2)
-            p = np.clip(
-                _sigmoid(np.hstack([np.ones((xc.shape[0], 1)), xc @ w]) @ beta.T),
-                1e-6,
-                1 - 1e-6,
-            )
-            y = np.where(obs[:, held], ytr[:, held], 0.0)
-            score[r] += float(
-                (obs[:, held] * (y * np.log(p) + (1 - y) * np.log(1 - p))).sum()
-            )
-    return max(cands, key=lambda r: (score[r], -r)), score
+def _out_of_fold_factors(
+    x: np.ndarray, targets: np.ndarray, basis: np.ndarray, scale: np.ndarray, folds: int, seed: int | None
+) -> np.ndarray:
+    """Factor values of the training prompts from ridge fits that did not see them (n, r).
+
+    A new model's validation prompts are unseen by the factor fit; the in-sample values of the
+    training prompts fit the known models better than that, so a prior estimated on them would be
+    too confident. Each fold is projected on the full fit's ``basis``, so the factors keep their
+    meaning (no sign or order flips between folds).
+    """
+    out = np.zeros((x.shape[0], basis.shape[1]))
+    for held in np.array_split(np.random.default_rng(seed).permutation(x.shape[0]), folds):
+        rest = np.setdiff1d(np.arange(x.shape[0]), held)
+        coef, xm, _ = ridge_gcv(x[rest], targets[rest])
+        out[held] = (x[held] - xm) @ coef @ basis / scale
+    return out
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -235,12 +215,10 @@ class DifficultyRouter(BaseRouter):
 
     Parameters
     ----------
-    n_factors : int or "auto", default=3
-        r, the number of shared prompt factors learned from the training LLMs (at most the number of
-        training LLMs; 0 keeps only the clusters). ``"auto"`` picks r in (1, 2, 3, 4, 6, 8) by the
-        held-out-model likelihood on the training prompts (5 folds over the training LLMs; the factors
-        and the prior come from the other folds, the held-out LLM's coefficients from its validation
-        labels only, as for a new model).
+    n_factors : int, default=8
+        At most r shared prompt factors learned from the training LLMs (also capped by their number;
+        0 keeps only the clusters). A cap, not a tuning knob: the empirical-Bayes prior shrinks the
+        factors that do not separate the known models, so 3 to 16 behave alike on the shared data.
     n_clusters : int, default=0
         K-means clusters added as one-hot features (0 = none).
     cost_weight : float, default=0.0
@@ -253,6 +231,10 @@ class DifficultyRouter(BaseRouter):
         K-means restarts.
     em_iter : int, default=50
         Empirical-Bayes (EM) iterations for the prior.
+    prior_folds : int, default=5
+        Folds of the training prompts for the out-of-fold factor values the prior is estimated on
+        (each fold's values come from a ridge fitted without it). 0 estimates the prior on the
+        training LLMs' validation labels alone (narrower, worse when S_val is small).
 
     Attributes
     ----------
@@ -274,7 +256,7 @@ class DifficultyRouter(BaseRouter):
 
     def __init__(
         self,
-        n_factors: int | str = 3,
+        n_factors: int = 8,
         *,
         n_clusters: int = 0,
         cost_weight: float = 0.0,
@@ -282,6 +264,7 @@ class DifficultyRouter(BaseRouter):
         random_state: int | None = None,
         n_init: int = 3,
         em_iter: int = 50,
+        prior_folds: int = 5,
     ) -> None:
         self.n_factors = n_factors
         self.n_clusters = n_clusters
@@ -290,6 +273,7 @@ class DifficultyRouter(BaseRouter):
         self.random_state = random_state
         self.n_init = n_init
         self.em_iter = em_iter
+        self.prior_folds = prior_folds
 
     def _check_params(self) -> None:
         for name, low in (
@@ -297,13 +281,15 @@ class DifficultyRouter(BaseRouter):
             ("n_clusters", 0),
             ("n_init", 1),
             ("em_iter", 1),
+            ("prior_folds", 0),
         ):
             v = getattr(self, name)
-            if name == "n_factors" and v == "auto":
-                continue
             if isinstance(v, bool) or not isinstance(v, Integral) or v < low:
                 msg = f"{name} must be an int >= {low}. Got {v!r}."
                 raise InvalidInputError(msg)
+        if self.prior_folds == 1:
+            msg = "prior_folds must be 0 (prior from the validation labels only) or >= 2. Got 1."
+            raise InvalidInputError(msg)
 
     # -- fitting -------------------------------------------------------------------------------
     def fit(
@@ -350,17 +336,11 @@ class DifficultyRouter(BaseRouter):
         gram = _gram(x)
         xm = gram[0]
         coef, _, alpha = ridge_gcv(x, centred, gram=gram)
-        self.factor_scores_: dict[int, float] = {}
-        if self.n_factors == "auto":
-            base = np.ones((xv.shape[0], 1))
-            r, self.factor_scores_ = _select_n_factors(
-                gram, centred, ytr, base, xv - xm, yval, int(self.em_iter)
-            )
-        else:
-            r = min(int(self.n_factors), coef.shape[1])
+        r = min(int(self.n_factors), coef.shape[1])
+        basis, scale = _factor_basis(gram[1], coef, r)
         self.n_factors_ = int(r)
         self.embedding_mean_ = xm.astype(np.float32)
-        self.factors_ = _factor_directions(gram[1], coef, r).astype(np.float32)
+        self.factors_ = (coef @ basis / scale).astype(np.float32)
         self.ridge_alpha_ = alpha
 
         k = int(self.n_clusters)
@@ -375,9 +355,15 @@ class DifficultyRouter(BaseRouter):
             self._kmap = None
             labels = np.zeros(xv.shape[0], dtype=np.int64)
 
+        # The prior over a model's coefficients, where the factors are out of sample (as for a new model).
         fv = self._features(xv)
+        prior_x, prior_y = fv, yval
+        if self.prior_folds and r and x.shape[0] >= 2 * self.prior_folds:
+            z_tr = _out_of_fold_factors(x, centred, basis, scale, int(self.prior_folds), self.random_state)
+            prior_x = np.vstack([self._features(x, z=z_tr), fv])
+            prior_y = np.vstack([ytr, yval])
         self.prior_mean_, self.prior_var_ = _empirical_bayes_prior(
-            fv, yval, int(self.em_iter)
+            prior_x, prior_y, int(self.em_iter)
         )
 
         self.cost_coef_ = np.zeros(0, dtype=np.float32)
@@ -413,9 +399,10 @@ class DifficultyRouter(BaseRouter):
         self.cost_intercept_ = float(target[ok].mean() - xm @ coef[:, 0])
 
     # -- features ------------------------------------------------------------------------------
-    def _features(self, x: np.ndarray) -> np.ndarray:
+    def _features(self, x: np.ndarray, z: np.ndarray | None = None) -> np.ndarray:
+        """``[1, z(x), onehot_K(x)]``; ``z`` overrides the factor values (out-of-fold ones)."""
         n = x.shape[0]
-        parts = [np.ones((n, 1)), (x - self.embedding_mean_) @ self.factors_]
+        parts = [np.ones((n, 1)), (x - self.embedding_mean_) @ self.factors_ if z is None else z]
         if self._kmap is not None:
             onehot = np.zeros((n, self._kmap.n_clusters))
             onehot[np.arange(n), self._kmap.assign(x)] = 1.0
@@ -492,7 +479,6 @@ class DifficultyRouter(BaseRouter):
         self.embedding_mean_ = arrays["embedding_mean"].astype(np.float32)
         self.factors_ = arrays["factors"].astype(np.float32)
         self.n_factors_ = int(self.factors_.shape[1])
-        self.factor_scores_ = {}
         self.centroids_ = arrays["centroids"].astype(np.float32)
         self._kmap = KMeansMap(self.centroids_) if self.centroids_.shape[0] else None
         self.prior_mean_ = arrays["prior_mean"].astype(np.float64)

@@ -94,9 +94,13 @@ def test_bad_labels_raise(synthetic, kwargs, match):
         DifficultyRouter(embedder="test-embedder").fit(**args)
 
 
-def test_bad_params_raise(synthetic):
-    with pytest.raises(InvalidInputError, match="n_factors"):
-        DifficultyRouter(-1, embedder="test-embedder").fit(
+@pytest.mark.parametrize(
+    ("params", "match"),
+    [({"n_factors": -1}, "n_factors"), ({"n_factors": "auto"}, "n_factors"), ({"prior_folds": 1}, "prior_folds")],
+)
+def test_bad_params_raise(synthetic, params, match):
+    with pytest.raises(InvalidInputError, match=match):
+        DifficultyRouter(embedder="test-embedder", **params).fit(
             embeddings=synthetic["x_tr"], validation_embeddings=synthetic["x_val"],
             train_correctness=synthetic["y_tr"], validation_correctness=synthetic["y_train_val"],
         )  # fmt: skip
@@ -227,10 +231,18 @@ def test_real_data_beats_prompt_blind_errors(mmlu_small, mmlu_embeddings):
     assert logloss < logloss_flat
 
 
-def test_auto_factors_picks_from_candidates_on_training_pool_only(synthetic):
-    router = _fit(synthetic, n_factors="auto")
-    assert router.n_factors_ in router.factor_scores_
-    assert router.factors_.shape == (D, router.n_factors_)
-    assert router.n_factors_ == max(
-        router.factor_scores_, key=lambda r: (router.factor_scores_[r], -r)
-    )
+def test_factor_count_is_a_cap_and_the_prior_prunes_unused_factors(synthetic):
+    """The synthetic models differ only in ability (the intercept): every factor slope is shared, so
+    the empirical-Bayes prior gives the slopes almost no spread and keeps the intercept's."""
+    router = _fit(synthetic, n_factors=16)
+    assert router.n_factors_ == 5 and router.factors_.shape == (D, 5)  # capped by the 5 known models
+    assert router.prior_var_[0] > 10 * router.prior_var_[1:].max()
+
+
+def test_prior_is_estimated_out_of_fold_and_deterministic(synthetic):
+    a, b = _fit(synthetic), _fit(synthetic)
+    np.testing.assert_array_equal(a.prior_mean_, b.prior_mean_)
+    np.testing.assert_array_equal(a.prior_var_, b.prior_var_)
+    validation_only = _fit(synthetic, prior_folds=0)
+    assert not np.allclose(a.prior_mean_, validation_only.prior_mean_)
+    np.testing.assert_array_equal(a.factors_, validation_only.factors_)  # only the prior changes
