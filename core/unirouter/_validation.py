@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from numbers import Real
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
@@ -184,13 +184,19 @@ def check_is_fitted(obj: Any, attribute: str = "centroids_") -> None:
         raise NotFittedError(msg)
 
 
+def check_random_state(random_state: Any) -> None:
+    """A seed is an int >= 0, a numpy Generator or None (every random choice in the library takes one)."""
+    rs = random_state
+    if not (rs is None or isinstance(rs, np.random.Generator) or (isinstance(rs, Integral) and not isinstance(rs, bool) and rs >= 0)):
+        msg = f"random_state must be an int >= 0, a numpy Generator or None. Got {rs!r}."
+        raise InvalidInputError(msg)
+
+
 def as_rng(random_state: int | np.random.Generator | None) -> np.random.Generator:
     """Turn a seed (or None, or a Generator) into a numpy Generator."""
+    check_random_state(random_state)
     if isinstance(random_state, np.random.Generator):
         return random_state
-    if random_state is not None and (isinstance(random_state, bool) or not isinstance(random_state, (int, np.integer))):
-        msg = f"random_state must be an int, a numpy Generator or None. Got {random_state!r}."
-        raise InvalidInputError(msg)
     return np.random.default_rng(random_state)
 
 

@@ -49,7 +49,7 @@ import numpy as np
 
 from unirouter._base_router import BaseRouter
 from unirouter._cluster_maps import KMeansMap, fit_kmeans
-from unirouter._validation import check_known_labels
+from unirouter._validation import as_rng, check_known_labels, check_random_state
 from unirouter.datasets import ValidationSet
 from unirouter.exceptions import InvalidInputError, UniRouterWarning
 from unirouter.profiles import ModelProfile, ProfilingStats
@@ -114,7 +114,7 @@ def _factor_basis(xc: np.ndarray, coef: np.ndarray, r: int) -> tuple[np.ndarray,
 
 
 def _out_of_fold_factors(
-    x: np.ndarray, targets: np.ndarray, basis: np.ndarray, scale: np.ndarray, folds: int, seed: int | None
+    x: np.ndarray, targets: np.ndarray, basis: np.ndarray, scale: np.ndarray, folds: int, seed: int | np.random.Generator | None
 ) -> np.ndarray:
     """Factor values of the training prompts from ridge fits that did not see them (n, r).
 
@@ -124,7 +124,7 @@ def _out_of_fold_factors(
     meaning (no sign or order flips between folds).
     """
     out = np.zeros((x.shape[0], basis.shape[1]))
-    for held in np.array_split(np.random.default_rng(seed).permutation(x.shape[0]), folds):
+    for held in np.array_split(as_rng(seed).permutation(x.shape[0]), folds):
         rest = np.setdiff1d(np.arange(x.shape[0]), held)
         coef, xm, _ = ridge_gcv(x[rest], targets[rest])
         out[held] = (x[held] - xm) @ coef @ basis / scale
@@ -234,7 +234,8 @@ class DifficultyRouter(BaseRouter):
     prior_folds : int, default=5
         Folds of the training prompts for the out-of-fold factor values the prior is estimated on
         (each fold's values come from a ridge fitted without it). 0 estimates the prior on the
-        training LLMs' validation labels alone (narrower, worse when S_val is small).
+        training LLMs' validation labels alone (narrower, worse when S_val is small); so does a
+        training set of fewer than ``2 * prior_folds`` prompts.
 
     Attributes
     ----------
@@ -290,6 +291,7 @@ class DifficultyRouter(BaseRouter):
         if self.prior_folds == 1:
             msg = "prior_folds must be 0 (prior from the validation labels only) or >= 2. Got 1."
             raise InvalidInputError(msg)
+        check_random_state(self.random_state)
 
     # -- fitting -------------------------------------------------------------------------------
     def fit(

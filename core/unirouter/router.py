@@ -22,7 +22,7 @@ import numpy as np
 
 from unirouter._base_router import BaseRouter, RoutingDecision
 from unirouter._cluster_maps import KMeansMap, LearnedMap, fit_kmeans
-from unirouter._validation import check_known_labels
+from unirouter._validation import check_known_labels, check_random_state
 from unirouter.datasets import RoutingDataset, ValidationSet
 from unirouter.exceptions import InvalidInputError, UniRouterWarning
 from unirouter.profiles import cluster_statistics
@@ -117,10 +117,7 @@ class UniRouter(BaseRouter):
         if not isinstance(self.prior_strength, Real) or not np.isfinite(self.prior_strength) or self.prior_strength < 0:
             msg = f"prior_strength must be a finite number >= 0. Got {self.prior_strength!r}."
             raise InvalidInputError(msg)
-        rs = self.random_state
-        if not (rs is None or isinstance(rs, np.random.Generator) or (isinstance(rs, Integral) and not isinstance(rs, bool) and rs >= 0)):
-            msg = f"random_state must be an int >= 0, a numpy Generator or None. Got {rs!r}."
-            raise InvalidInputError(msg)
+        check_random_state(self.random_state)
 
     def fit(
         self,

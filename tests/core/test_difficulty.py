@@ -96,7 +96,12 @@ def test_bad_labels_raise(synthetic, kwargs, match):
 
 @pytest.mark.parametrize(
     ("params", "match"),
-    [({"n_factors": -1}, "n_factors"), ({"n_factors": "auto"}, "n_factors"), ({"prior_folds": 1}, "prior_folds")],
+    [
+        ({"n_factors": -1}, "n_factors"),
+        ({"n_factors": "auto"}, "n_factors"),
+        ({"prior_folds": 1}, "prior_folds"),
+        ({"random_state": -1}, "random_state must be an int >= 0"),
+    ],
 )
 def test_bad_params_raise(synthetic, params, match):
     with pytest.raises(InvalidInputError, match=match):
