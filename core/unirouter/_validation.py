@@ -184,6 +184,13 @@ def check_is_fitted(obj: Any, attribute: str = "centroids_") -> None:
         raise NotFittedError(msg)
 
 
+def check_int(value: Any, name: str, *, low: int) -> None:
+    """An integer parameter (numpy ints too, never a bool) of at least ``low``."""
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < low:
+        msg = f"{name} must be an int >= {low}. Got {value!r}."
+        raise InvalidInputError(msg)
+
+
 def check_random_state(random_state: Any) -> None:
     """A seed is an int >= 0, a numpy Generator or None (every random choice in the library takes one)."""
     rs = random_state

@@ -24,13 +24,12 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Sequence
-from numbers import Integral
 from typing import Any
 
 import numpy as np
 
 from unirouter._base_router import BaseRouter
-from unirouter._validation import check_embeddings
+from unirouter._validation import check_embeddings, check_int
 from unirouter.datasets import ValidationSet
 from unirouter.exceptions import InvalidInputError
 from unirouter.profiles import ModelProfile, ProfilingStats
@@ -192,10 +191,7 @@ class KNNRouter(BaseRouter):
         -------
         self
         """
-        k = self.n_neighbors
-        if isinstance(k, bool) or not isinstance(k, Integral) or k < 1:
-            msg = f"n_neighbors must be an int >= 1. Got {k!r}."
-            raise InvalidInputError(msg)
+        check_int(self.n_neighbors, "n_neighbors", low=1)
         vs, xv = self._validation_inputs(validation, validation_embeddings)
         self.validation_embeddings_ = np.ascontiguousarray(xv, dtype=np.float32)
         self._finish_fit(vs, xv, np.arange(xv.shape[0], dtype=np.int64), xv.shape[0])

@@ -42,14 +42,18 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from numbers import Integral
 from typing import Any
 
 import numpy as np
 
 from unirouter._base_router import BaseRouter
 from unirouter._cluster_maps import KMeansMap, fit_kmeans
-from unirouter._validation import as_rng, check_known_labels, check_random_state
+from unirouter._validation import (
+    as_rng,
+    check_int,
+    check_known_labels,
+    check_random_state,
+)
 from unirouter.datasets import ValidationSet
 from unirouter.exceptions import InvalidInputError, UniRouterWarning
 from unirouter.profiles import ModelProfile, ProfilingStats
@@ -284,10 +288,7 @@ class DifficultyRouter(BaseRouter):
             ("em_iter", 1),
             ("prior_folds", 0),
         ):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, Integral) or v < low:
-                msg = f"{name} must be an int >= {low}. Got {v!r}."
-                raise InvalidInputError(msg)
+            check_int(getattr(self, name), name, low=low)
         if self.prior_folds == 1:
             msg = "prior_folds must be 0 (prior from the validation labels only) or >= 2. Got 1."
             raise InvalidInputError(msg)

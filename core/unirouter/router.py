@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from numbers import Integral, Real
+from numbers import Real
 from typing import Any
 
 import numpy as np
 
 from unirouter._base_router import BaseRouter, RoutingDecision
 from unirouter._cluster_maps import KMeansMap, LearnedMap, fit_kmeans
-from unirouter._validation import check_known_labels, check_random_state
+from unirouter._validation import check_int, check_known_labels, check_random_state
 from unirouter.datasets import RoutingDataset, ValidationSet
 from unirouter.exceptions import InvalidInputError, UniRouterWarning
 from unirouter.profiles import cluster_statistics
@@ -108,9 +108,7 @@ class UniRouter(BaseRouter):
         self.batch_size = batch_size
 
     def _check_params(self) -> None:
-        if isinstance(self.n_clusters, bool) or not isinstance(self.n_clusters, Integral) or self.n_clusters < 1:
-            msg = f"n_clusters must be an int >= 1. Got {self.n_clusters!r}."
-            raise InvalidInputError(msg)
+        check_int(self.n_clusters, "n_clusters", low=1)
         if self.method not in _METHODS:
             msg = f"method must be one of {_METHODS}. Got {self.method!r}."
             raise InvalidInputError(msg)
