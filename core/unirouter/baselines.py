@@ -92,24 +92,13 @@ class ZeroRouter(BaseRouter):
         -------
         self
         """
-        if validation is None and validation_embeddings is None:
-            msg = "ZeroRouter.fit needs the validation prompts (validation=) or validation_embeddings=."
-            raise InvalidInputError(msg)
-        if validation is not None:
-            vs = validation if isinstance(validation, ValidationSet) else ValidationSet(list(validation))
-            n = len(vs)
-            xv = np.zeros((n, 1), dtype=np.float32)
-            if validation_embeddings is not None:
-                xv_in = check_embeddings(validation_embeddings, what="validation_embeddings")
-                if xv_in.shape[0] != n:
-                    msg = f"validation_embeddings has {xv_in.shape[0]} rows for {n} validation prompts."
-                    raise InvalidInputError(msg)
-                xv = xv_in
-        else:
-            vs = None
-            xv = check_embeddings(validation_embeddings, what="validation_embeddings")
+        vs, xv = self._validation_inputs(validation, validation_embeddings)
         self._finish_fit(vs, xv, np.zeros(xv.shape[0], dtype=np.int64), 1)
         return self
+
+    def _embed(self, texts: Sequence[str]) -> np.ndarray:
+        # The decision does not depend on the prompt: never embed, one placeholder column per prompt.
+        return np.zeros((len(texts), 1), dtype=np.float32)
 
     def _prepare_x(self, prompts: Any, embeddings: Any, *, single: bool) -> np.ndarray:
         # The decision does not depend on the prompt: never embed, only count rows.

@@ -125,6 +125,12 @@ def test_zero_router_needs_a_validation_set():
         ZeroRouter().fit()
 
 
+def test_zero_router_refuses_a_single_string_as_validation_set():
+    # It would otherwise become one validation prompt per character.
+    with pytest.raises(InvalidInputError, match="not a single str"):
+        ZeroRouter().fit(validation="What is 2 + 2?")
+
+
 @pytest.mark.parametrize("make", [ZeroRouter, lambda: KNNRouter(n_neighbors=5)])
 def test_save_load_keeps_decisions(make, tmp_path):
     pytest.importorskip("unirouter.persistence")
