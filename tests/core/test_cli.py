@@ -8,6 +8,7 @@ import json
 import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import numpy as np
@@ -321,9 +322,22 @@ def test_help_of_each_command(command, capsys):
         assert all(c in out for c in ("fit", "add-model", "route", "info"))
 
 
+def _console_script(name: str) -> str:
+    """The console script installed with *this* interpreter's environment.
+
+    The README runs the tests as ``.venv/bin/python -m pytest`` without activating the venv, so the
+    venv's ``bin`` is not on ``PATH``; looking the script up on ``PATH`` would find nothing on a fresh
+    machine, or worse, a ``unirouter`` installed elsewhere by hand.
+    """
+    scripts = Path(sysconfig.get_path("scripts"))
+    for candidate in (scripts / name, scripts / f"{name}.exe"):
+        if candidate.is_file():
+            return str(candidate)
+    raise AssertionError(f"the `{name}` console script is not installed in {scripts}")
+
+
 def test_installed_entry_point_runs(fitted_dir):
-    exe = shutil.which("unirouter")
-    assert exe is not None, "the `unirouter` console script is not installed"
+    exe = _console_script("unirouter")
     done = subprocess.run(
         [exe, "info", str(fitted_dir), "--json"],
         capture_output=True,
