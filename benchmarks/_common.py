@@ -201,7 +201,7 @@ def fmt_ms(ms: float) -> str:
 def cached_embeddings(texts: Sequence[str]) -> np.ndarray:
     """Default-MiniLM (torch) embeddings from the on-disk cache (``benchmarks/embed_datasets.py`` fills it)."""
     from unirouter import SentenceTransformerEmbedder
-    from unirouter.embedders import default_cache_dir
+    from unirouter.embedding.embedders import default_cache_dir
 
     return SentenceTransformerEmbedder(cache=default_cache_dir()).embed(list(texts))
 
@@ -233,7 +233,7 @@ def fitted_router(
     import warnings
 
     from unirouter import UniRouter, UniRouterWarning, default_data_dir, load_dataset
-    from unirouter.datasets import split_indices
+    from unirouter.data.datasets import split_indices
 
     ds = load_dataset(default_data_dir() / dataset, load_responses=False)
     models = ds.complete_models(min_coverage=0.99)

@@ -24,16 +24,16 @@ from typing import Any
 
 import numpy as np
 from unirouter import SentenceTransformerEmbedder, default_data_dir
-from unirouter._evaluate_cli import _clean, format_paired, format_table
-from unirouter._protocols import (
+from unirouter.cli.evaluate import _clean, format_paired, format_table
+from unirouter.evaluation.protocols import (
     TrialData,
     machine_description,
     prepare_data,
     register_method,
     run_protocol,
 )
-from unirouter.difficulty import DifficultyRouter
-from unirouter.embedders import default_cache_dir
+from unirouter.routers.difficulty import DifficultyRouter
+from unirouter.embedding.embedders import default_cache_dir
 from unirouter.exceptions import UniRouterWarning
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -113,7 +113,7 @@ def paired_vs(
     doc: dict[str, Any], method: str, others: tuple[str, ...] = BASELINES
 ) -> dict[str, Any]:
     """Win rate (ties count half), mean AUDC and QNC differences and sign-test p of ``method`` vs each other method."""
-    from unirouter._protocols import _sign_test
+    from unirouter.evaluation.protocols import _sign_test
 
     out: dict[str, Any] = {}
     trials = doc["per_trial"]
@@ -253,7 +253,7 @@ def section(
 
 
 METHOD_MARKDOWN = """\
-**Method (DifficultyRouter, `unirouter.difficulty`).** gamma(x, h) = 1 - sigmoid(beta_h . f(x)) with
+**Method (DifficultyRouter, `unirouter.routers.difficulty`).** gamma(x, h) = 1 - sigmoid(beta_h . f(x)) with
 f(x) = [1, z_1(x) .. z_r(x)]: an item-response model whose prompt factors are learned from the *training*
 LLMs and whose per-model coefficients are fitted on the new model's validation labels only.
 (1) A ridge regression (penalty by generalised cross-validation, one x^T x product) predicts every

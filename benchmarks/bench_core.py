@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from unirouter import SentenceTransformerEmbedder, UniRouter, default_data_dir, load_dataset
-from unirouter.datasets import split_indices
-from unirouter.embedders import default_cache_dir
+from unirouter.data.datasets import split_indices
+from unirouter.embedding.embedders import default_cache_dir
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

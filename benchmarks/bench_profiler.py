@@ -29,7 +29,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import command, machine  # noqa: E402
 
 from unirouter import CallableEmbedder, UniRouter, ValidationSet  # noqa: E402
-from unirouter.profiler import ResponseCache, TokenPrice  # noqa: E402
+from unirouter.profiling.profiler import ResponseCache, TokenPrice  # noqa: E402
 
 N_PROMPTS, LATENCY, CONCURRENCY = 500, 0.2, 32
 IDEAL = N_PROMPTS * LATENCY / CONCURRENCY

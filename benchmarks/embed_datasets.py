@@ -11,7 +11,7 @@ import sys
 import time
 
 from unirouter import SentenceTransformerEmbedder, default_data_dir, load_dataset
-from unirouter.embedders import default_cache_dir
+from unirouter.embedding.embedders import default_cache_dir
 
 
 def main(names: list[str]) -> None:

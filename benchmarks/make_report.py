@@ -17,7 +17,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from unirouter._evaluate_cli import format_paired, format_table
+from unirouter.cli.evaluate import format_paired, format_table
 
 HERE = Path(__file__).resolve().parent
 DATASET_ORDER = ["mmlu_pro", "zeroeval_math_code", "routerbench_subset"]

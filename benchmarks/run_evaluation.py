@@ -25,15 +25,15 @@ import time
 from pathlib import Path
 
 from unirouter import SentenceTransformerEmbedder, default_data_dir
-from unirouter._evaluate_cli import _clean, format_paired, format_table, plot_curves
-from unirouter._protocols import (
+from unirouter.cli.evaluate import _clean, format_paired, format_table, plot_curves
+from unirouter.evaluation.protocols import (
     _kmeans,
     _learned,
     prepare_data,
     register_method,
     run_protocol,
 )
-from unirouter.embedders import default_cache_dir
+from unirouter.embedding.embedders import default_cache_dir
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ALL = ["mmlu_pro", "zeroeval_math_code", "routerbench_subset"]

@@ -36,7 +36,7 @@ from langchain_core.messages import AIMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from unirouter import SentenceTransformerEmbedder, UniRouter, ValidationSet
-from unirouter.embedders import default_cache_dir
+from unirouter.embedding.embedders import default_cache_dir
 
 from unirouter_langchain import DECISION_EVENT, UniRouteChatModel
 

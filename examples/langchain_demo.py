@@ -45,9 +45,9 @@ from langchain_core.callbacks import BaseCallbackHandler, get_usage_metadata_cal
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from unirouter import SentenceTransformerEmbedder, UniRouter, ValidationSet
-from unirouter.embedders import default_cache_dir
-from unirouter.profiler import TokenPrice
-from unirouter.scorers import MultipleChoiceScorer
+from unirouter.embedding.embedders import default_cache_dir
+from unirouter.profiling.profiler import TokenPrice
+from unirouter.profiling.scorers import MultipleChoiceScorer
 
 from unirouter_langchain import DECISION_EVENT, UniRouteRunnable
 

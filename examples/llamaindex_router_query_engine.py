@@ -44,9 +44,9 @@ from llama_index.core import Document, PromptTemplate, VectorStoreIndex  # noqa:
 from llama_index.core.query_engine import RouterQueryEngine  # noqa: E402
 from llama_index.core.tools import QueryEngineTool  # noqa: E402
 from unirouter import SentenceTransformerEmbedder, UniRouter, ValidationSet  # noqa: E402
-from unirouter.embedders import default_cache_dir  # noqa: E402
-from unirouter.profiler import TokenPrice  # noqa: E402
-from unirouter.scorers import MultipleChoiceScorer  # noqa: E402
+from unirouter.embedding.embedders import default_cache_dir  # noqa: E402
+from unirouter.profiling.profiler import TokenPrice  # noqa: E402
+from unirouter.profiling.scorers import MultipleChoiceScorer  # noqa: E402
 
 from unirouter_llamaindex import UniRouteLLM, UniRouteSelector  # noqa: E402
 

@@ -49,9 +49,9 @@ from llama_index.core.bridge.pydantic import Field  # noqa: E402
 from llama_index.core.instrumentation import get_dispatcher  # noqa: E402
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler  # noqa: E402
 from unirouter import SentenceTransformerEmbedder, UniRouter, ValidationSet  # noqa: E402
-from unirouter.embedders import default_cache_dir  # noqa: E402
-from unirouter.profiler import TokenPrice  # noqa: E402
-from unirouter.scorers import MultipleChoiceScorer  # noqa: E402
+from unirouter.embedding.embedders import default_cache_dir  # noqa: E402
+from unirouter.profiling.profiler import TokenPrice  # noqa: E402
+from unirouter.profiling.scorers import MultipleChoiceScorer  # noqa: E402
 
 from unirouter_llamaindex import UniRouteDecisionEvent, UniRouteLLM  # noqa: E402
 

@@ -20,7 +20,7 @@ from unirouter import (  # noqa: E402
     default_data_dir,
     load_dataset,
 )
-from unirouter.embedders import default_cache_dir  # noqa: E402
+from unirouter.embedding.embedders import default_cache_dir  # noqa: E402
 
 SEED = 0
 # Models with complete MMLU-Pro data (DeepSeek-Coder-V2 covers only part of it).

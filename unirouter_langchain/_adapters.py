@@ -351,7 +351,7 @@ class PoolMethods:
         Args:
             name: The candidate's name (its profile's name in the router).
             model: Any LangChain chat model.
-            cost: Cost per query in USD, or a ``unirouter.profiler.TokenPrice`` (per-token prices
+            cost: Cost per query in USD, or a ``unirouter.profiling.profiler.TokenPrice`` (per-token prices
                 applied to the ``usage_metadata`` of each profiling answer).
             replace: Re-profile and replace an existing candidate of that name.
 

@@ -79,8 +79,8 @@ class UniRouteChatModel(PoolMethods, BaseChatModel):
     Args:
         router: A fitted ``unirouter.UniRouter``.
         models: ``{name: chat_model}``; models the router holds no profile for are profiled now.
-        costs: ``{name: cost}``; USD per query or a ``unirouter.profiler.TokenPrice``.
-        scorer: Grades profiling answers (e.g. ``unirouter.scorers.MultipleChoiceScorer()``).
+        costs: ``{name: cost}``; USD per query or a ``unirouter.profiling.profiler.TokenPrice``.
+        scorer: Grades profiling answers (e.g. ``unirouter.profiling.scorers.MultipleChoiceScorer()``).
         validation_set: Profile on these prompts instead of the router's validation set.
         response_cache: A ``unirouter.ResponseCache`` (or path) for profiling answers.
         options: Default routing options (``cost_weight``, ``budget``, ``force_model``,

@@ -53,8 +53,8 @@ class UniRouteRunnable(PoolMethods, RunnableSerializable[LanguageModelInput, Bas
         router: A fitted ``unirouter.UniRouter``.
         models: ``{name: chat_model}``. Models the router holds no profile for are profiled now, on
             the router's validation set (or ``validation_set``), through the core profiler.
-        costs: ``{name: cost}``; a cost is USD per query or a ``unirouter.profiler.TokenPrice``.
-        scorer: Grades profiling answers, e.g. ``unirouter.scorers.MultipleChoiceScorer()``.
+        costs: ``{name: cost}``; a cost is USD per query or a ``unirouter.profiling.profiler.TokenPrice``.
+        scorer: Grades profiling answers, e.g. ``unirouter.profiling.scorers.MultipleChoiceScorer()``.
         validation_set: Profile on these prompts instead of the router's own validation set.
         response_cache: A ``unirouter.ResponseCache`` (or path): re-profiling costs no calls.
         options: Default routing options (``unirouter.integration.RoutingOptions`` or a mapping):

@@ -57,9 +57,9 @@ class UniRouteLLM(LLM):
     Args:
         router: A fitted :class:`unirouter.UniRouter` (or pass ``pool=`` instead).
         models: Named candidate LLMs, profiled on construction unless the router has their profile.
-        costs: Cost per query (USD) or ``unirouter.profiler.TokenPrice`` for each model in ``models``
+        costs: Cost per query (USD) or ``unirouter.profiling.profiler.TokenPrice`` for each model in ``models``
             that must be profiled (a ``TokenPrice`` prices the usage each response reports).
-        scorer: Grades profiling answers, e.g. ``unirouter.scorers.MultipleChoiceScorer()``.
+        scorer: Grades profiling answers, e.g. ``unirouter.profiling.scorers.MultipleChoiceScorer()``.
         validation_set: Profiling prompts; defaults to the router's validation set.
         response_cache: A ``ResponseCache`` (or directory) so re-profiling a model costs no calls.
         options: Default routing options: ``cost_weight``, ``budget``, ``force_model``,
@@ -74,8 +74,8 @@ class UniRouteLLM(LLM):
     Examples:
         ```python
         from llama_index.core import Settings
-        from unirouter.profiler import TokenPrice
-        from unirouter.scorers import MultipleChoiceScorer
+        from unirouter.profiling.profiler import TokenPrice
+        from unirouter.profiling.scorers import MultipleChoiceScorer
         from unirouter_llamaindex import UniRouteLLM
 
         llm = UniRouteLLM(

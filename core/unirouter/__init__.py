@@ -7,9 +7,9 @@ labelled validation set.
 
 from __future__ import annotations
 
-from unirouter.datasets import RoutingDataset, ValidationSet, default_data_dir, load_dataset
-from unirouter.difficulty import DifficultyRouter
-from unirouter.embedders import CallableEmbedder, Embedder, EmbeddingCache, SentenceTransformerEmbedder
+from unirouter._version import __version__
+from unirouter.data import RoutingDataset, ValidationSet, default_data_dir, load_dataset
+from unirouter.embedding import CallableEmbedder, Embedder, EmbeddingCache, SentenceTransformerEmbedder
 from unirouter.exceptions import (
     DatasetError,
     DuplicateModelError,
@@ -23,20 +23,18 @@ from unirouter.exceptions import (
     UnknownModelError,
 )
 from unirouter.profiles import ModelProfile, ProfilingStats
-from unirouter.router import RoutingDecision, UniRouter
-
-__version__ = "0.1.0"
+from unirouter.routers import DifficultyRouter, RoutingDecision, UniRouter
 
 
 def __getattr__(name: str):  # lazy: these pull in optional work only when used
     if name == "calibrate_cost_weight":
-        from unirouter.calibration import calibrate_cost_weight
+        from unirouter.routers.calibration import calibrate_cost_weight
 
         return calibrate_cost_weight
     if name in {"Profiler", "ResponseCache", "TokenPrice"}:
-        from unirouter import profiler
+        from unirouter import profiling
 
-        return getattr(profiler, name)
+        return getattr(profiling, name)
     raise AttributeError(f"module 'unirouter' has no attribute {name!r}")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from unirouter.baselines import KNNRouter, ZeroRouter
+from unirouter.routers.baselines import KNNRouter, ZeroRouter
 from unirouter.exceptions import InvalidInputError, NotFittedError
 
 RNG = np.random.default_rng(0)

@@ -1,11 +1,11 @@
-"""unirouter.calibration: a target (budget, quality floor, top-model share) -> a cost weight."""
+"""unirouter.routers.calibration: a target (budget, quality floor, top-model share) -> a cost weight."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from unirouter import InvalidInputError, UniRouter, calibrate_cost_weight
-from unirouter.calibration import routing_summary
+from unirouter.routers.calibration import routing_summary
 
 
 @pytest.fixture(scope="module")

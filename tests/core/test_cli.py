@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from unirouter import UniRouter
 from unirouter.cli import main
-from unirouter.datasets import MANIFEST_FORMAT
+from unirouter.data.datasets import MANIFEST_FORMAT
 
 N_MODELS = 6
 

@@ -1,6 +1,6 @@
 """The router contract, once for every router class (the sklearn ``test_common`` idea).
 
-UniRouter (kmeans and learned) always; the ``unirouter.baselines`` routers when that module imports.
+UniRouter (kmeans and learned) always; the ``unirouter.routers.baselines`` routers when that module imports.
 Each case: ``__init__`` stores parameters and nothing else, ``fit`` returns ``self``, every method that
 needs fitted state raises ``NotFittedError`` before ``fit``, save/load keeps decisions identical, the
 same seed gives the same output, and ``get_params``/``set_params`` follow scikit-learn.
@@ -13,7 +13,7 @@ import pytest
 from unirouter import NotFittedError, UniRouter
 
 try:
-    from unirouter import baselines as _baselines
+    from unirouter.routers import baselines as _baselines
 except ImportError:  # another engineer's module; included only when present
     _baselines = None
 

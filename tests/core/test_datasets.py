@@ -1,4 +1,4 @@
-"""unirouter.datasets: routing datasets on disk, splits, validation sets and their fingerprints."""
+"""unirouter.data.datasets: routing datasets on disk, splits, validation sets and their fingerprints."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from unirouter import (
     ValidationSet,
     load_dataset,
 )
-from unirouter.datasets import MANIFEST_FORMAT, split_indices
+from unirouter.data.datasets import MANIFEST_FORMAT, split_indices
 
 SHARED = ("mmlu_pro", "routerbench_subset", "zeroeval_math_code")
 

@@ -1,4 +1,4 @@
-"""DifficultyRouter (unirouter.difficulty): contract, no refit on add_model, persistence, real data."""
+"""DifficultyRouter (unirouter.routers.difficulty): contract, no refit on add_model, persistence, real data."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 from unirouter import DuplicateModelError, InvalidInputError, NotFittedError
-from unirouter.difficulty import DifficultyRouter, fit_logistic_map, ridge_gcv
+from unirouter.routers.difficulty import DifficultyRouter, fit_logistic_map, ridge_gcv
 
 D = 16
 

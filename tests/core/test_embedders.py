@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 from unirouter import CallableEmbedder, EmbeddingCache, InvalidInputError, ProfileMismatchError, SentenceTransformerEmbedder
-from unirouter.embedders import DEFAULT_MODEL_NAME, EmbedderIdentity, as_embedder
+from unirouter.embedding.embedders import DEFAULT_MODEL_NAME, EmbedderIdentity, as_embedder
 
 
 class CountingFn:

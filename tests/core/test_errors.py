@@ -18,7 +18,7 @@ from unirouter import (
     UnknownModelError,
     ValidationSet,
 )
-from unirouter.datasets import split_indices
+from unirouter.data.datasets import split_indices
 
 NAN, INF = float("nan"), float("inf")
 pytestmark = pytest.mark.filterwarnings(

@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from unirouter._base_router import _argmin_rows
+from unirouter.routers.base import _argmin_rows
 from unirouter.evaluation import (
     OperatingPoints,
     audc,
@@ -156,7 +156,7 @@ def test_operating_points_is_a_dataclass_with_length():
 # -- protocols on real data ------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def small_data(mmlu_small, mmlu_embeddings):
-    from unirouter._protocols import PreparedData
+    from unirouter.evaluation.protocols import PreparedData
 
     parts = ["train", "val", "test"]
     return PreparedData(
@@ -223,7 +223,7 @@ def test_fixed_pool_and_a_plugged_in_method(small_data):
 
 
 def test_protocol_bad_inputs(small_data, tmp_path):
-    from unirouter._protocols import PreparedData
+    from unirouter.evaluation.protocols import PreparedData
     from unirouter.evaluation import run_protocol
 
     with pytest.raises(DatasetError, match="dataset.json"):
@@ -240,7 +240,7 @@ def test_protocol_bad_inputs(small_data, tmp_path):
 
 
 def test_cli_evaluate_runs_and_writes_json_and_plot(data_dir, tmp_path, capsys):
-    from unirouter import _evaluate_cli
+    from unirouter.cli import evaluate as _evaluate_cli
 
     parser = argparse.ArgumentParser(prog="unirouter")
     _evaluate_cli.register(parser.add_subparsers(dest="command"))
@@ -285,7 +285,7 @@ def _write_dataset(root, *, ids_in_matrix=None, missing=False):
 
 
 def test_bad_datasets_name_the_problem(tmp_path):
-    from unirouter._protocols import prepare_data
+    from unirouter.evaluation.protocols import prepare_data
 
     fake = np.zeros((40, 8), dtype=np.float32)
     shuffled = [f"q{i}" for i in range(40)][::-1]

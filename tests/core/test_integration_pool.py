@@ -301,12 +301,12 @@ def test_save_load_reattaches_models_without_profiling(
 
 
 @pytest.mark.skipif(
-    importlib.util.find_spec("unirouter.profiler") is None,
-    reason="unirouter.profiler not present yet",
+    importlib.util.find_spec("unirouter.profiling.profiler") is None,
+    reason="unirouter.profiling.profiler not present yet",
 )
 def test_add_profiles_a_new_model_through_sync_and_async_calls(router_copy, mmlu_small):
     from replay import RecordedModel
-    from unirouter.scorers import MultipleChoiceScorer
+    from unirouter.profiling.scorers import MultipleChoiceScorer
 
     val = mmlu_small["val"]
     names = ["gemma-7b", "Yi-6B"]

@@ -304,6 +304,6 @@ def test_unfitted_router_cannot_be_saved(tmp_path):
 
 
 def test_load_refuses_a_router_of_another_class(saved, embedder):
-    baselines = pytest.importorskip("unirouter.baselines")
+    baselines = pytest.importorskip("unirouter.routers.baselines")
     with pytest.raises(Exception, match="holds a UniRouter, not a"):
         baselines.ZeroRouter.load(saved, embedder=embedder)

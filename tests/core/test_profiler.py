@@ -15,8 +15,8 @@ from replay import RecordedModel
 
 from unirouter import CallableEmbedder, ProfilingError, UniRouter, ValidationSet
 from unirouter.exceptions import InvalidInputError, ProfileMismatchError
-from unirouter.profiler import Profiler, ResponseCache, TokenPrice, profile_model, usage_tokens
-from unirouter.scorers import LLMJudgeScorer, MultipleChoiceScorer
+from unirouter.profiling.profiler import Profiler, ResponseCache, TokenPrice, profile_model, usage_tokens
+from unirouter.profiling.scorers import LLMJudgeScorer, MultipleChoiceScorer
 
 REPLAYED = ["gpt-4o-2024-05-13", "Llama-2-7b-hf", "Qwen1.5-72B-Chat"]
 FAST = {"progress": False, "backoff_base": 0.001, "backoff_max": 0.01, "random_state": 0}

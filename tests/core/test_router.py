@@ -1,4 +1,4 @@
-"""unirouter.router / _base_router: fitting, profiles in the pool, routing decisions, thread safety."""
+"""unirouter.routers.uniroute / _base_router: fitting, profiles in the pool, routing decisions, thread safety."""
 
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ import pytest
 from replay import NO_ANSWER, TEMPLATES, answer_text
 
 from unirouter.exceptions import InvalidInputError
-from unirouter.scorers import (
+from unirouter.profiling.scorers import (
     CallableScorer,
     ExactMatchScorer,
     LLMJudgeScorer,

@@ -19,7 +19,7 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import Field
 from replay import RecordedModel
-from unirouter.profiler import TokenPrice
+from unirouter.profiling.profiler import TokenPrice
 
 # Four real MMLU-Pro models from cheap and weak to expensive and strong.
 MODELS = ("Llama-2-7b-hf", "Phi-3-mini-4k-instruct", "gemini-1.5-flash-002", "gpt-4o-2024-05-13")

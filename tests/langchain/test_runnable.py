@@ -10,7 +10,7 @@ from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from replay import answer_text
 from unirouter import InvalidInputError, ProfilingError, UniRouter, UnknownModelError
-from unirouter.scorers import MultipleChoiceScorer
+from unirouter.profiling.scorers import MultipleChoiceScorer
 
 from tests.langchain.fakes import (
     MODELS,

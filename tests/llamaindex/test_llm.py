@@ -20,8 +20,8 @@ from unirouter import (  # noqa: E402
     ProfilingError,
     UnknownModelError,
 )
-from unirouter.profiler import TokenPrice  # noqa: E402
-from unirouter.scorers import MultipleChoiceScorer  # noqa: E402
+from unirouter.profiling.profiler import TokenPrice  # noqa: E402
+from unirouter.profiling.scorers import MultipleChoiceScorer  # noqa: E402
 
 from tests.llamaindex.conftest import CHEAP, NAMES, STRONG, WEAK  # noqa: E402
 from tests.llamaindex.fakes import FlakyLLM, ModelDown, RecordedLLM  # noqa: E402

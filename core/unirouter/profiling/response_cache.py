@@ -1,7 +1,7 @@
 """Prices, token usage and the on-disk response cache used by the profiler.
 
-Split out of :mod:`unirouter.profiler` (one module, one job); import these names from
-``unirouter.profiler``, which re-exports them.
+Split out of :mod:`unirouter.profiling.profiler` (one module, one job); import these names from
+``unirouter.profiling.profiler``, which re-exports them.
 """
 
 from __future__ import annotations

@@ -29,38 +29,16 @@ from typing import Any
 
 import numpy as np
 
-from unirouter.datasets import ValidationSet
-from unirouter.embedders import EmbedderIdentity, as_embedder
+from unirouter.data.datasets import ValidationSet
+from unirouter.embedding.embedders import EmbedderIdentity, as_embedder
 from unirouter.exceptions import PersistenceError, ProfileMismatchError, UniRouterError
+from unirouter.persistence.registry import router_class
 from unirouter.profiles import ModelProfile, ProfilingStats
 
 __all__ = ["SCHEMA", "load_router", "read_router_info", "save_router"]
 
 SCHEMA = "unirouter-router/1"
 _META = "router.json"
-
-
-def _router_classes() -> dict[str, type]:
-    from unirouter.router import UniRouter
-
-    classes: dict[str, type] = {"UniRouter": UniRouter}
-    try:
-        from unirouter import baselines
-
-        for name in getattr(baselines, "__all__", []):
-            classes[name] = getattr(baselines, name)
-    except ImportError:  # pragma: no cover - baselines always ship
-        pass
-    for module in ("unirouter.difficulty",):
-        try:
-            mod = __import__(module, fromlist=["__all__"])
-        except ImportError:
-            continue
-        for name in getattr(mod, "__all__", []):
-            obj = getattr(mod, name)
-            if isinstance(obj, type):
-                classes[name] = obj
-    return classes
 
 
 def _sha256(path: Path) -> str:
@@ -157,7 +135,7 @@ def _write(router: Any, out: Path) -> None:
     if vs is not None:
         vs.to_jsonl(out / "validation.jsonl")
         files["validation"] = {"file": "validation.jsonl", "sha256": _sha256(out / "validation.jsonl")}
-    from unirouter import __version__
+    from unirouter._version import __version__
 
     meta = {
         "schema": SCHEMA,
@@ -240,11 +218,7 @@ def load_router(path: str | Path, *, embedder: Any = None) -> Any:
     """
     root = Path(path)
     meta = read_router_info(root)
-    classes = _router_classes()
-    cls = classes.get(meta["class"])
-    if cls is None:
-        msg = f"{root / _META}: unknown router class {meta['class']!r}."
-        raise PersistenceError(msg, path=root / _META)
+    cls = router_class(meta["class"], path=root / _META)
     arrays = {key: _load_array(root, key, spec) for key, spec in meta["arrays"].items() if key != "validation"}
     vs = None
     if "validation" in meta["arrays"]:

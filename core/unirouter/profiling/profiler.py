@@ -50,11 +50,11 @@ import numpy as np
 
 from unirouter._params import ParamsMixin
 from unirouter._validation import as_rng, check_cost, check_costs, check_model_name, check_prompts
-from unirouter.datasets import ValidationSet
+from unirouter.data.datasets import ValidationSet
 from unirouter.exceptions import InvalidInputError, ProfileMismatchError, ProfilingError, UniRouterWarning
-from unirouter._response_cache import CachedResponse, ResponseCache, TokenPrice, _as_cache, settings_key, usage_tokens
+from unirouter.profiling.response_cache import CachedResponse, ResponseCache, TokenPrice, _as_cache, settings_key, usage_tokens
 from unirouter.profiles import ModelProfile, ProfilingStats
-from unirouter.scorers import MultipleChoiceScorer, NumericScorer, _is_async_callable, get_scorer, run_sync
+from unirouter.profiling.scorers import MultipleChoiceScorer, NumericScorer, _is_async_callable, get_scorer, run_sync
 
 __all__ = [
     "CachedResponse",
@@ -558,7 +558,7 @@ async def aprofile_model(
         Cost per query; a :class:`TokenPrice` prices each response from its reported usage, or
         from characters / 4 (prompt for input, response for output) when none is reported.
     scorer : Scorer, str or callable, optional
-        See :func:`unirouter.scorers.get_scorer`. Inferred from the references when they are all
+        See :func:`unirouter.profiling.scorers.get_scorer`. Inferred from the references when they are all
         option letters (multiple choice) or all numbers.
     validation_set : ValidationSet, optional
         Defaults to ``router.validation_set_``; another set raises :class:`ProfileMismatchError`.

@@ -29,7 +29,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from unirouter._onnx import OnnxSentenceModel, read_st_layout
+from unirouter.embedding._onnx import OnnxSentenceModel, read_st_layout
 from unirouter._validation import check_prompts
 from unirouter.exceptions import InvalidInputError, ProfileMismatchError
 

@@ -34,14 +34,15 @@ from unirouter._validation import (
     check_prompts,
     check_scores,
 )
-from unirouter.datasets import ValidationSet
-from unirouter.embedders import Embedder, EmbedderIdentity, as_embedder
+from unirouter.data.datasets import ValidationSet
+from unirouter.embedding.embedders import Embedder, EmbedderIdentity, as_embedder
 from unirouter.exceptions import (
     DuplicateModelError,
     InvalidInputError,
     ProfileMismatchError,
     UnknownModelError,
 )
+from unirouter.persistence.registry import register_router_class
 from unirouter.profiles import ModelProfile, ProfilingStats, cluster_statistics
 
 __all__ = ["BaseRouter", "RoutingDecision"]
@@ -145,6 +146,11 @@ class BaseRouter(ParamsMixin):
     """Base class of all routers; see the module docstring for the shared form."""
 
     _has_clusters = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # Every router class records itself so that persistence can load it by its saved name.
+        super().__init_subclass__(**kwargs)
+        register_router_class(cls, replace=False)
 
     # -- state ---------------------------------------------------------------------------------
     def _init_state(self) -> None:
@@ -298,7 +304,7 @@ class BaseRouter(ParamsMixin):
 
         With ``correctness`` (one score per validation prompt) the profile is computed directly. With
         ``model=`` (an async or sync callable ``prompt -> text`` or ``(text, usage)``), the model is
-        run over the validation set by :func:`unirouter.profiler.profile_model`; ``profile_kwargs``
+        run over the validation set by :func:`unirouter.profiling.profiler.profile_model`; ``profile_kwargs``
         (``scorer``, ``validation_set``, ``cache``, ``max_concurrency``, ...) go to the profiler.
 
         Nothing is refitted. Raises :class:`DuplicateModelError` if the name is taken and
@@ -313,7 +319,7 @@ class BaseRouter(ParamsMixin):
             if correctness is not None:
                 msg = "give either correctness= (known labels) or model= (profile by calling it), not both."
                 raise InvalidInputError(msg)
-            from unirouter.profiler import profile_model
+            from unirouter.profiling.profiler import profile_model
 
             profile = profile_model(self, name, model, cost=cost, **profile_kwargs)
         else:
@@ -336,7 +342,7 @@ class BaseRouter(ParamsMixin):
         if not replace and name in self._pool.profiles:
             msg = f"a model named {name!r} is already registered; pass replace=True to replace its profile."
             raise DuplicateModelError(msg, model=name)
-        from unirouter.profiler import aprofile_model
+        from unirouter.profiling.profiler import aprofile_model
 
         profile = await aprofile_model(self, name, model, cost=cost, **profile_kwargs)
         return self.add_profile(profile, replace=replace)
@@ -547,7 +553,7 @@ class BaseRouter(ParamsMixin):
     # -- calibration and persistence ----------------------------------------------------------
     def calibrate(self, prompts: Sequence[str] | None = None, *, embeddings: Any = None, **target: Any) -> float:
         """Set and return ``cost_weight`` for a target; see :func:`unirouter.calibrate_cost_weight`."""
-        from unirouter.calibration import calibrate_cost_weight
+        from unirouter.routers.calibration import calibrate_cost_weight
 
         lam = calibrate_cost_weight(self, prompts, embeddings=embeddings, **target)
         self.cost_weight = lam

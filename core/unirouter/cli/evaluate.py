@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from unirouter._protocols import DEFAULT_METHODS
+from unirouter.evaluation.protocols import DEFAULT_METHODS
 
 __all__ = ["format_paired", "format_table", "plot_curves", "register", "run"]
 
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     import importlib
     import time
 
-    from unirouter._protocols import run_protocol
+    from unirouter.evaluation.protocols import run_protocol
     from unirouter.exceptions import UniRouterError
 
     try:

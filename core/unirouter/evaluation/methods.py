@@ -1,7 +1,7 @@
 """The method registry of the evaluation protocols and the built-in methods.
 
 A *method* is a factory ``(data: TrialData, **params) -> (gamma, cost)`` over one trial's data (see
-:mod:`unirouter._protocols` for the protocol and :func:`register_method` for adding one). Built in:
+:mod:`unirouter.evaluation.protocols` for the protocol and :func:`register_method` for adding one). Built in:
 ZeroRouter (``zero``, ``zero_val``), K-NN, UniRoute K-Means and LearnedMap, DifficultyRouter, the
 oracle and clairvoyant K-NN (references), and the best single model (a point).
 """
@@ -179,7 +179,7 @@ def _zero(data: TrialData) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _zero_val(data: TrialData) -> tuple[np.ndarray, np.ndarray]:
-    from unirouter.baselines import ZeroRouter
+    from unirouter.routers.baselines import ZeroRouter
 
     router = ZeroRouter().fit(validation_embeddings=data.x_val)
     _add_pool(router, data)
@@ -187,7 +187,7 @@ def _zero_val(data: TrialData) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _knn(data: TrialData, n_neighbors: int = 25) -> tuple[np.ndarray, np.ndarray]:
-    from unirouter.baselines import KNNRouter
+    from unirouter.routers.baselines import KNNRouter
 
     router = KNNRouter(n_neighbors=int(n_neighbors)).fit(validation_embeddings=data.x_val)
     _add_pool(router, data)
@@ -195,7 +195,7 @@ def _knn(data: TrialData, n_neighbors: int = 25) -> tuple[np.ndarray, np.ndarray
 
 
 def _clairvoyant_knn(data: TrialData, n_neighbors: int = 25) -> tuple[np.ndarray, np.ndarray]:
-    from unirouter.baselines import KNNRouter
+    from unirouter.routers.baselines import KNNRouter
 
     router = KNNRouter(n_neighbors=int(n_neighbors)).fit(validation_embeddings=data.x_train)
     for j, name in enumerate(data.test_models):
@@ -206,7 +206,7 @@ def _clairvoyant_knn(data: TrialData, n_neighbors: int = 25) -> tuple[np.ndarray
 class _KMeansMemo:
     """Within one trial, K-means on S_tr is the same for every K-means fit with the same K and seed
     (inner selection, final fit, learned-map initialisation): fit it once. Installed around a trial
-    by patching ``unirouter.router.fit_kmeans`` (the function the router calls); evaluation-only."""
+    by patching ``unirouter.routers.uniroute.fit_kmeans`` (the function the router calls); evaluation-only."""
 
     def __init__(self) -> None:
         self.store: dict[tuple[Any, ...], np.ndarray] = {}
@@ -214,7 +214,7 @@ class _KMeansMemo:
         self._orig: Any = None
 
     def __enter__(self) -> _KMeansMemo:  # noqa: PYI034
-        from unirouter import router as router_module
+        from unirouter.routers import uniroute as router_module
 
         self._orig = getattr(router_module, "fit_kmeans", None)
         if self._orig is not None:
@@ -231,7 +231,7 @@ class _KMeansMemo:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        from unirouter import router as router_module
+        from unirouter.routers import uniroute as router_module
 
         if self._orig is not None:
             router_module.fit_kmeans = self._orig
@@ -240,7 +240,7 @@ class _KMeansMemo:
 
 
 def _uniroute(data: TrialData, *, method: str, n_clusters: int, **params: Any) -> tuple[np.ndarray, np.ndarray]:
-    from unirouter.router import UniRouter
+    from unirouter.routers.uniroute import UniRouter
 
     router = UniRouter(int(n_clusters), method=method, random_state=data.seed, **params)
     kwargs: dict[str, Any] = {}
@@ -267,7 +267,7 @@ def _learned(
 
 def _difficulty(data: TrialData, **params: Any) -> tuple[np.ndarray, np.ndarray]:
     """DifficultyRouter (issue 8): shared prompt factors from the training pool's labels."""
-    from unirouter.difficulty import DifficultyRouter
+    from unirouter.routers.difficulty import DifficultyRouter
 
     router = DifficultyRouter(random_state=data.seed, **params).fit(
         embeddings=data.x_train,

@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from unirouter._base_router import BaseRouter, RoutingDecision
-from unirouter._cluster_maps import KMeansMap, LearnedMap, fit_kmeans
+from unirouter.routers.base import BaseRouter, RoutingDecision
+from unirouter.routers.cluster_maps import KMeansMap, LearnedMap, fit_kmeans
 from unirouter._validation import check_int, check_known_labels, check_random_state
-from unirouter.datasets import RoutingDataset, ValidationSet
+from unirouter.data.datasets import RoutingDataset, ValidationSet
 from unirouter.exceptions import InvalidInputError, UniRouterWarning
 from unirouter.profiles import cluster_statistics
 

@@ -117,7 +117,7 @@ def _cost_to_json(cost: Any) -> Any:
 
 def _cost_from_json(value: Any) -> Any:
     if isinstance(value, dict) and value.get("type") == "TokenPrice":
-        from unirouter.profiler import TokenPrice
+        from unirouter.profiling.profiler import TokenPrice
 
         return TokenPrice(**{k: v for k, v in value.items() if k != "type"})
     return value
@@ -257,7 +257,7 @@ class CandidatePool:
         key = (float(budget), tuple(models))
         with self._lock:
             if key not in self._budget_lams:
-                from unirouter.calibration import calibrate_cost_weight
+                from unirouter.routers.calibration import calibrate_cost_weight
 
                 vs = getattr(self.router, "validation_set_", None)
                 if vs is None:

@@ -33,8 +33,8 @@ With per-prompt training costs (``train_cost=``), a shared log-cost shape ``s(x)
 same way (ridge on the embedding), and a model's expected cost becomes ``c(h) * exp(s(x))`` scaled to
 its mean validation cost.
 
-The profile's ``cluster_error`` holds ``beta_h`` (like :class:`~unirouter.baselines.KNNRouter`
-holds raw errors there): the pool machinery of :class:`~unirouter._base_router.BaseRouter` stacks it
+The profile's ``cluster_error`` holds ``beta_h`` (like :class:`~unirouter.routers.baselines.KNNRouter`
+holds raw errors there): the pool machinery of :class:`~unirouter.routers.base.BaseRouter` stacks it
 as ``psi`` and :meth:`DifficultyRouter._gamma_cost` applies the logistic form.
 """
 
@@ -46,15 +46,15 @@ from typing import Any
 
 import numpy as np
 
-from unirouter._base_router import BaseRouter
-from unirouter._cluster_maps import KMeansMap, fit_kmeans
+from unirouter.routers.base import BaseRouter
+from unirouter.routers.cluster_maps import KMeansMap, fit_kmeans
 from unirouter._validation import (
     as_rng,
     check_int,
     check_known_labels,
     check_random_state,
 )
-from unirouter.datasets import ValidationSet
+from unirouter.data.datasets import ValidationSet
 from unirouter.exceptions import InvalidInputError, UniRouterWarning
 from unirouter.profiles import ModelProfile, ProfilingStats
 

@@ -18,9 +18,8 @@ to ``argmin_m gamma[i, m] + lam * cost[i, m]`` (exact ties to the cheaper model)
 Quality may be 0/1 or graded in ``[0, 1]``; NaN cells (missing results) are masked: a point's
 quality is the mean over the prompts whose chosen model has a result (likewise for cost).
 
-The evaluation *protocols* (``unseen-models``, ``fixed-pool``), the method registry
-(:func:`register_method`) and :func:`run_protocol` live in :mod:`unirouter._protocols` and are
-re-exported here; see that module's docstring for the method-factory interface.
+This module is the bottom of :mod:`unirouter.evaluation`: it knows nothing of routers, methods or
+protocols (:mod:`unirouter.evaluation.methods` and :mod:`unirouter.evaluation.protocols` build on it).
 
 Examples
 --------
@@ -32,18 +31,15 @@ Examples
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from unirouter.exceptions import InvalidInputError
 
 __all__ = [
-    "METHODS",
     "DeferralCurve",
     "OperatingPoints",
-    "ProtocolResult",
-    "TrialData",
     "audc",
     "best_single_point",
     "curve_metrics",
@@ -54,30 +50,7 @@ __all__ = [
     "operating_points",
     "peak_quality",
     "qnc",
-    "register_method",
-    "run_protocol",
-    "unregister_method",
 ]
-
-if TYPE_CHECKING:  # re-exported lazily below (the protocols import this module)
-    from unirouter._protocols import (
-        METHODS,
-        ProtocolResult,
-        TrialData,
-        register_method,
-        run_protocol,
-        unregister_method,
-    )
-
-_PROTOCOL_NAMES = {"METHODS", "ProtocolResult", "TrialData", "register_method", "run_protocol", "unregister_method"}
-
-
-def __getattr__(name: str) -> Any:  # the protocols import this module: resolve them lazily
-    if name in _PROTOCOL_NAMES:
-        from unirouter import _protocols
-
-        return getattr(_protocols, name)
-    raise AttributeError(f"module 'unirouter.evaluation' has no attribute {name!r}")
 
 
 # -- operating points ------------------------------------------------------------------------------

@@ -10,7 +10,7 @@
 The oracle (true error on the test prompts) and the best single model are not routers; they live in
 :mod:`unirouter.evaluation`.
 
-Both routers share the whole pool machinery of :class:`~unirouter._base_router.BaseRouter`
+Both routers share the whole pool machinery of :class:`~unirouter.routers.base.BaseRouter`
 (``add_model``, ``remove_model``, ``predict``, ``choose``, ``route``, ``save``/``load``).
 
 Examples
@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from unirouter._base_router import BaseRouter
+from unirouter.routers.base import BaseRouter
 from unirouter._validation import check_embeddings, check_int
-from unirouter.datasets import ValidationSet
+from unirouter.data.datasets import ValidationSet
 from unirouter.exceptions import InvalidInputError
 from unirouter.profiles import ModelProfile, ProfilingStats
 

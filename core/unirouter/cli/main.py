@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from unirouter.datasets import RoutingDataset, ValidationSet, load_dataset, split_indices
+from unirouter.data.datasets import RoutingDataset, ValidationSet, load_dataset, split_indices
 from unirouter.exceptions import InvalidInputError, UniRouterError
 
 __all__ = ["main"]
@@ -122,8 +122,8 @@ def _parse_numbers(path: Path, router: Any, column: str) -> np.ndarray:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    from unirouter.embedders import SentenceTransformerEmbedder, default_cache_dir
-    from unirouter.router import UniRouter
+    from unirouter.embedding.embedders import SentenceTransformerEmbedder, default_cache_dir
+    from unirouter.routers.uniroute import UniRouter
 
     embedder = SentenceTransformerEmbedder(cache=None if args.no_cache else default_cache_dir(), show_progress=not args.quiet)
     router = UniRouter(args.n_clusters, method=args.method, prior_strength=args.prior_strength, random_state=args.seed, embedder=embedder)
@@ -150,7 +150,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 
 def cmd_add_model(args: argparse.Namespace) -> int:
-    from unirouter.router import UniRouter
+    from unirouter.routers.uniroute import UniRouter
 
     router = UniRouter.load(args.router)
     scores = _read_numbers(Path(args.correctness), router, "correctness")
@@ -165,9 +165,9 @@ def cmd_add_model(args: argparse.Namespace) -> int:
 
 
 def cmd_route(args: argparse.Namespace) -> int:
-    from unirouter.embedders import SentenceTransformerEmbedder, default_cache_dir
+    from unirouter.embedding.embedders import SentenceTransformerEmbedder, default_cache_dir
     from unirouter.persistence import read_router_info
-    from unirouter.router import UniRouter
+    from unirouter.routers.uniroute import UniRouter
 
     # Same embedding cache as `fit`, so prompts embedded before cost no model call.
     saved = read_router_info(args.router)["params"].get("embedder")
@@ -252,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_info)
 
     try:
-        from unirouter import _evaluate_cli
+        from unirouter.cli import evaluate as _evaluate_cli
     except ImportError:  # pragma: no cover - ships with the package
         _evaluate_cli = None
     if _evaluate_cli is not None:

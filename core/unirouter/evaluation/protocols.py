@@ -24,9 +24,9 @@ Methods (keys of :data:`METHODS`)
 ---------------------------------
 ``zero``             ZeroRouter as in method.md 2.3: the upper hull of the single test-pool models'
                      realised (cost, quality) points on S_test.
-``zero_val``         the realistic ZeroRouter (:class:`~unirouter.baselines.ZeroRouter`): global
+``zero_val``         the realistic ZeroRouter (:class:`~unirouter.routers.baselines.ZeroRouter`): global
                      S_val error and S_val cost per model (extra key).
-``knn``              :class:`~unirouter.baselines.KNNRouter` over S_val, k chosen on the training pool.
+``knn``              :class:`~unirouter.routers.baselines.KNNRouter` over S_val, k chosen on the training pool.
 ``kmeans``           :class:`~unirouter.UniRouter` ``method="kmeans"``, K chosen on the training pool.
 ``learned``          :class:`~unirouter.UniRouter` ``method="learned"`` (trained on the training
                      pool's S_tr labels), K chosen on the training pool.
@@ -66,8 +66,8 @@ from typing import Any
 
 import numpy as np
 
-from unirouter.datasets import RoutingDataset, load_dataset
-from unirouter.evaluation import (
+from unirouter.data.datasets import RoutingDataset, load_dataset
+from unirouter.evaluation.metrics import (
     best_single_point,
     curve_metrics,
     deferral_curve,
@@ -76,7 +76,7 @@ from unirouter.evaluation import (
     operating_points,
 )
 from unirouter.exceptions import DatasetError, InvalidInputError
-from unirouter._eval_methods import (  # noqa: F401  (K_GRID, _kmeans, ... are re-exported for callers)
+from unirouter.evaluation.methods import (  # noqa: F401  (K_GRID, _kmeans, ... are re-exported for callers)
     DEFAULT_METHODS,
     K_GRID,
     KNN_GRID,
@@ -156,7 +156,7 @@ def prepare_data(
             raise InvalidInputError(msg)
     else:
         if embedder is None:
-            from unirouter.embedders import (
+            from unirouter.embedding.embedders import (
                 SentenceTransformerEmbedder,
                 default_cache_dir,
             )
