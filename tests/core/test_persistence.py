@@ -307,3 +307,42 @@ def test_load_refuses_a_router_of_another_class(saved, embedder):
     baselines = pytest.importorskip("unirouter.routers.baselines")
     with pytest.raises(Exception, match="holds a UniRouter, not a"):
         baselines.ZeroRouter.load(saved, embedder=embedder)
+
+
+# -- the registry of router kinds (persistence never imports a router class) ---------------------------
+def test_a_users_router_subclass_loads_by_its_own_name(saved, embedder):
+    from unirouter.persistence import registered_router_classes
+
+    class PinnedRouter(UniRouter):  # a user's subclass records itself when it is defined
+        pass
+
+    assert registered_router_classes()["PinnedRouter"] is PinnedRouter
+    edit_meta(saved, lambda m: m.update({"class": "PinnedRouter"}))
+    loaded = load_router(saved, embedder=embedder)
+    assert type(loaded) is PinnedRouter
+    assert PinnedRouter.load(saved, embedder=embedder).models_ == loaded.models_
+
+
+def test_unknown_router_kind_names_the_file_and_what_to_do(saved, embedder):
+    edit_meta(saved, lambda m: m.update({"class": "NoSuchRouter"}))
+    err = _refused(saved, "unknown router class 'NoSuchRouter'", embedder)
+    assert "import the module" in str(err)
+
+
+def test_a_second_class_cannot_take_a_registered_name_explicitly():
+    from unirouter import InvalidInputError
+    from unirouter.persistence import register_router_class, router_class
+
+    class UniRouter2(UniRouter):
+        pass
+
+    with pytest.raises(InvalidInputError, match="already registered"):
+        register_router_class(UniRouter2, "UniRouter")
+    assert router_class("UniRouter") is UniRouter
+
+    class ZeroRouter(UniRouter):  # same name as a built-in, defined elsewhere: the built-in keeps its name
+        pass
+
+    from unirouter.routers import ZeroRouter as BuiltIn
+
+    assert router_class("ZeroRouter") is BuiltIn
