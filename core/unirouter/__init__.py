@@ -11,6 +11,7 @@ from unirouter.datasets import RoutingDataset, ValidationSet, default_data_dir, 
 from unirouter.difficulty import DifficultyRouter
 from unirouter.embedders import CallableEmbedder, Embedder, EmbeddingCache, SentenceTransformerEmbedder
 from unirouter.exceptions import (
+    ConvergenceWarning,
     DatasetError,
     DuplicateModelError,
     InvalidInputError,
@@ -42,6 +43,7 @@ def __getattr__(name: str):  # lazy: these pull in optional work only when used
 
 __all__ = [
     "CallableEmbedder",
+    "ConvergenceWarning",
     "DatasetError",
     "DifficultyRouter",
     "DuplicateModelError",
