@@ -273,3 +273,22 @@ def test_synthetic_generator_is_seeded_and_graded(weak_pool_strong_new):
     assert frac > 0.5  # graded, not 0/1
     assert (syn.cost > 0).all()
     np.testing.assert_allclose(syn.quality.mean(0), syn.level, atol=0.05)
+
+
+# -- the learned map's training --------------------------------------------------------------------------
+def test_learned_map_divergence_keeps_the_last_finite_map():
+    from unirouter._cluster_maps import LearnedMap, fit_kmeans
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((200, 16)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    errors = (rng.random((200, 5)) < 0.5).astype(float)
+    centroids = fit_kmeans(x, 4, random_state=0)
+    psi = rng.random((5, 4))
+    with pytest.warns(ConvergenceWarning, match="diverged"):
+        cmap, report = LearnedMap.fit(x, errors, psi, centroids, learning_rate=1e30, random_state=0, max_epochs=20)
+    assert np.isfinite(cmap.theta).all() and np.isfinite(cmap.bias).all()
+    assert np.isfinite(cmap.weights(x)).all() and report["epochs"] < 20
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        LearnedMap.fit(x, errors, psi, centroids, random_state=0, max_epochs=5)  # the default trains quietly
