@@ -172,6 +172,7 @@ def _probe(data: TrialData, dataset: str, protocol: str) -> tuple[np.ndarray, np
                     "obj_ref": best,
                     "new_converged": bool(fit.converged[0]),
                     "new_iter": int(fit.n_iter[0]),
+                    "prior_converged": bool(router.prior_converged_),
                     "old_intercept": float(b_old[0, 0]),
                     "old_all_ones": bool((p_old >= 0.999).all()),
                     "new_all_ones": bool((p_new >= 0.999).all()),
@@ -212,6 +213,8 @@ def solver_section(records: list[dict[str, Any]]) -> str:
             f"{far_new} | {sum(not r['new_converged'] for r in rs)} | {gap_new:.2g} | {max(r['mean_pred_gap_new'] for r in rs):.3f} | "
             f"{1e3 * np.median([r['t_old'] for r in rs]):.2f} / {1e3 * np.median([r['t_new'] for r in rs]):.2f} / {1e3 * np.median([r['t_ref'] for r in rs]):.1f} |"
         )
+    em = [r for r in records if r["prior"] == "new"]
+    lines += ["", f"Empirical-Bayes prior (EM) converged in {sum(r['prior_converged'] for r in em)} of {len(em)} router fits (counted per fit of a test-pool model)."]
     strong = [r for r in records if r["prior"] == "old" and r["val_mean"] >= 0.5]
     if strong:
         lines += ["", f"Under the old prior, fits of models with validation mean >= 0.5: {len(strong)}, old solver far from the optimum in "

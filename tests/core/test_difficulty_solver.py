@@ -292,3 +292,39 @@ def test_learned_map_divergence_keeps_the_last_finite_map():
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
         LearnedMap.fit(x, errors, psi, centroids, random_state=0, max_epochs=5)  # the default trains quietly
+
+
+# -- the strongest-unseen protocol and the loss-to-ZeroRouter summary, through the CLI -------------------
+def test_cli_strongest_unseen_on_a_synthetic_graded_dataset(data_dir, embedder, tmp_path, capsys):
+    import argparse
+    import json
+
+    from unirouter import _evaluate_cli, load_dataset
+
+    src = load_dataset(data_dir / "routerbench_subset", load_responses=False)
+    rows = np.random.default_rng(0).choice(len(src), size=150, replace=False)
+    texts = [src.texts[i] for i in rows]
+    syn = make_graded_routing(embedder.embed(texts), 12, random_state=0)
+    path = write_routing_dataset(
+        tmp_path / "syn", name="syn", ids=[src.ids[i] for i in rows], texts=texts, quality=syn.quality, cost=syn.cost, model_names=syn.model_names
+    )
+    parser = argparse.ArgumentParser(prog="unirouter")
+    _evaluate_cli.register(parser.add_subparsers(dest="command"))
+    out = tmp_path / "r.json"
+    args = parser.parse_args(
+        ["evaluate", "--data", str(path), "--protocol", "strongest-unseen", "--trials", "2", "--methods", "zero", "zero_val", "knn", "difficulty",
+         "--knn-grid", "10", "--json", str(out), "--no-progress"]
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        assert args.func(args) == 0
+    printed = capsys.readouterr().out
+    assert "loses to ZeroRouter (S_val)" in printed
+    doc = json.loads(out.read_text())
+    strongest = {syn.model_names[j] for j in np.argsort(syn.quality.mean(0))[-4:]}
+    for t in doc["per_trial"]:
+        assert set(t["test_models"]) == strongest  # the strongest third, every trial
+    for m in ("knn", "difficulty"):
+        z = doc["methods"][m]["loses_to_zero_val"]
+        assert 0.0 <= z["rate"] <= 1.0 and z["worst_loss"] >= 0.0
+    assert "loses_to_zero_val" not in doc["methods"]["zero_val"]
