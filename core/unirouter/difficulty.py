@@ -27,7 +27,8 @@ coefficients fitted on its validation labels alone (an item-response model):
 ``n_factors`` is only a cap (default 8): the prior's relevance pruning decides how many factors a
 new model actually uses, on the training pool alone, so there is no per-dataset setting to tune.
 
-Adding a model is a few Newton steps of a P-parameter logistic regression on its own labels (no
+Adding a model is a few damped Newton steps (Armijo line search, started at the model's own
+success rate, converged on the gradient; issue 15) of a P-parameter logistic regression on its own labels (no
 gradient step on anything shared, well under 10 ms); the shared map and the prior never change.
 With per-prompt training costs (``train_cost=``), a shared log-cost shape ``s(x)`` is learned the
 same way (ridge on the embedding), and a model's expected cost becomes ``c(h) * exp(s(x))`` scaled to
