@@ -11,6 +11,7 @@ from unirouter._version import __version__
 from unirouter.data import RoutingDataset, ValidationSet, default_data_dir, load_dataset
 from unirouter.embedding import CallableEmbedder, Embedder, EmbeddingCache, SentenceTransformerEmbedder
 from unirouter.exceptions import (
+    ConvergenceWarning,
     DatasetError,
     DuplicateModelError,
     InvalidInputError,
@@ -40,6 +41,7 @@ def __getattr__(name: str):  # lazy: these pull in optional work only when used
 
 __all__ = [
     "CallableEmbedder",
+    "ConvergenceWarning",
     "DatasetError",
     "DifficultyRouter",
     "DuplicateModelError",

@@ -15,6 +15,7 @@ raised, so existing ``except ValueError`` / ``except LookupError`` clauses keep 
     ├── ProfilingError(UniRouterError, RuntimeError)       too many failed calls (.failures, .causes)
     └── PersistenceError(UniRouterError, ValueError)       missing/truncated/tampered file (.path)
     UniRouterWarning(UserWarning)                          e.g. tiny clusters shrunk
+    └── ConvergenceWarning(UniRouterWarning)               an iterative fit stopped before converging
 
 Context travels in attributes (``.model``, ``.path``), the message says what to fix.
 """
@@ -34,6 +35,7 @@ __all__ = [
     "ProfilingError",
     "UniRouterError",
     "UniRouterWarning",
+    "ConvergenceWarning",
     "UnknownModelError",
 ]
 
@@ -110,3 +112,10 @@ class PersistenceError(UniRouterError, ValueError):
 
 class UniRouterWarning(UserWarning):
     """Soft problems the user should know about (tiny clusters shrunk, few validation prompts)."""
+
+
+class ConvergenceWarning(UniRouterWarning):
+    """An iterative fit (a MAP profile, the empirical-Bayes prior, a learned map) did not converge.
+
+    The library then uses a safe fallback (named in the message) instead of the unconverged values.
+    """

@@ -1,6 +1,6 @@
 """The ``unirouter evaluate`` sub-command (wired into ``unirouter.cli`` with :func:`register`).
 
-    unirouter evaluate --data DIR [--protocol unseen-models|fixed-pool] [--trials N] [--seed S]
+    unirouter evaluate --data DIR [--protocol unseen-models|fixed-pool|strongest-unseen] [--trials N] [--seed S]
                        [--val-size N] [--methods m ...] [--k-grid K ...] [--knn-grid k ...]
                        [--json OUT] [--plot OUT.png] [--plugin module ...]
 
@@ -20,7 +20,7 @@ from typing import Any
 
 from unirouter.evaluation.protocols import DEFAULT_METHODS
 
-__all__ = ["format_paired", "format_table", "plot_curves", "register", "run"]
+__all__ = ["format_paired", "format_table", "format_zero_losses", "plot_curves", "register", "run"]
 
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
@@ -32,7 +32,12 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         "peak quality and gap closed (mean +/- 2 SE over trials), plus paired win rates against K-NN.",
     )
     p.add_argument("--data", required=True, help="dataset folder (with dataset.json)")
-    p.add_argument("--protocol", default="unseen-models", choices=["unseen-models", "fixed-pool"])
+    p.add_argument(
+        "--protocol",
+        default="unseen-models",
+        choices=["unseen-models", "fixed-pool", "strongest-unseen"],
+        help="strongest-unseen: the test pool is the strongest third of the models (default unseen-models)",
+    )
     p.add_argument("--trials", type=int, default=10, help="number of trials (trial t uses seed S + t; default 10)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--val-size", type=int, default=None, help="validation prompts per trial (default 10%% of the prompts)")
@@ -94,6 +99,10 @@ def run(args: argparse.Namespace) -> int:
     if paired:
         print()
         print(paired)
+    losses = format_zero_losses(doc)
+    if losses:
+        print()
+        print(losses)
     if args.json_out:
         out = Path(args.json_out)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -217,6 +226,24 @@ def format_paired(doc: dict[str, Any], *, markdown: bool = False) -> str:
     if not rows:
         return ""
     header = ["pair (A vs B)", "A's AUDC win rate", "AUDC A − B", "QNC A − B", "sign-test p"]
+    return _render(header, rows, markdown=markdown)
+
+
+def format_zero_losses(doc: dict[str, Any], *, markdown: bool = False) -> str:
+    """How often each router's AUDC is below the prompt-blind ZeroRouter (S_val)'s, and by how much
+    (needs ``zero_val`` among the methods)."""
+    labels = doc.get("labels", {})
+    rows = []
+    for m, e in doc.get("methods", {}).items():
+        z = e.get("loses_to_zero_val")
+        if not z:
+            continue
+        rows.append(
+            [labels.get(m, m), f"{100 * z['rate']:.0f}%", f"{z['mean_loss_when_losing']:.4f}", f"{z['worst_loss']:.4f}", f"{z['mean_diff']:+.4f}"]
+        )
+    if not rows:
+        return ""
+    header = ["method", "loses to ZeroRouter (S_val)", "mean AUDC loss when losing", "worst loss", "mean AUDC − ZeroRouter (S_val)"]
     return _render(header, rows, markdown=markdown)
 
 

@@ -20,6 +20,12 @@ Protocols
 
 ``fixed-pool``: the same, but the training pool and the test pool are all the models.
 
+``strongest-unseen`` (issue 15): as ``unseen-models``, but the test pool is always the strongest
+``1 - train_fraction`` share of the models (by mean quality over all prompts) and the training pool
+the rest: new models are usually stronger than the ones a router was built with. Trials differ in
+the prompt split; the inner selection split holds out the strongest third of the training pool the
+same way.
+
 Methods (keys of :data:`METHODS`)
 ---------------------------------
 ``zero``             ZeroRouter as in method.md 2.3: the upper hull of the single test-pool models'
@@ -93,7 +99,7 @@ from unirouter.evaluation.methods import (  # noqa: F401  (K_GRID, _kmeans, ... 
 
 __all__ = ["METHODS", "MethodSpec", "PreparedData", "ProtocolResult", "TrialData", "prepare_data", "register_method", "run_protocol", "unregister_method"]
 
-PROTOCOLS = ("unseen-models", "fixed-pool")
+PROTOCOLS = ("unseen-models", "fixed-pool", "strongest-unseen")
 
 
 # -- data -----------------------------------------------------------------------------------------------
@@ -291,6 +297,21 @@ class ProtocolResult:
                 keys = list(grid_scores[0])
                 entry["grid_audc"] = {k: _mean_se([g[k] for g in grid_scores if k in g]) for k in keys}
             out[m] = entry
+        # how often (and by how much) each router loses to the prompt-blind ZeroRouter (S_val) (issue 15)
+        zero_val = self.values("zero_val", "audc") if "zero_val" in self.methods else []
+        for m in self.methods:
+            if m in ("zero", "zero_val", "oracle", "clairvoyant_knn") or "audc" not in out.get(m, {}):
+                continue
+            mine = self.values(m, "audc")
+            if zero_val and len(mine) == len(zero_val):
+                diff = np.asarray(mine) - np.asarray(zero_val)
+                lost = diff < 0
+                out[m]["loses_to_zero_val"] = {
+                    "rate": float(lost.mean()),
+                    "mean_loss_when_losing": float(-diff[lost].mean()) if lost.any() else 0.0,
+                    "worst_loss": float(max(0.0, -diff.min())),
+                    "mean_diff": float(diff.mean()),
+                }
         # gap closed as a ratio of mean AUDC differences (robust to trials with a tiny denominator)
         for m in self.methods:
             if "audc" not in out.get(m, {}):
@@ -413,7 +434,7 @@ def run_protocol(
     Parameters
     ----------
     dataset : RoutingDataset, PreparedData or path to a dataset folder
-    protocol : {"unseen-models", "fixed-pool"}
+    protocol : {"unseen-models", "fixed-pool", "strongest-unseen"}
     trials : int
         Trial ``t`` uses seed ``seed + t``.
     val_size : int, optional
@@ -463,8 +484,8 @@ def run_protocol(
         raise InvalidInputError(msg)
     data = dataset if isinstance(dataset, PreparedData) else prepare_data(dataset, embedder=embedder, min_coverage=min_coverage)
     n, m_all = data.quality.shape
-    n_train_models = round(train_fraction * m_all) if protocol == "unseen-models" else m_all
-    n_test_models = m_all - n_train_models if protocol == "unseen-models" else m_all
+    n_train_models = round(train_fraction * m_all) if protocol != "fixed-pool" else m_all
+    n_test_models = m_all - n_train_models if protocol != "fixed-pool" else m_all
     inner_train = n_train_models - max(1, round(n_train_models / 3))
     if n_test_models < 1 or n_train_models < 2 or inner_train < 1:
         msg = (
@@ -565,8 +586,15 @@ def _run_trial(
     rng = np.random.default_rng(seed)
     m_all = len(data.model_names)
     perm = rng.permutation(m_all)
+    strength = None
     if protocol == "unseen-models":
         train_cols, test_cols = np.sort(perm[:n_train_models]), np.sort(perm[n_train_models:])
+    elif protocol == "strongest-unseen":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            strength = np.nanmean(data.quality, axis=0)
+        order = np.argsort(strength, kind="stable")  # weakest first
+        train_cols, test_cols = np.sort(order[:n_train_models]), np.sort(order[n_train_models:])
     else:
         train_cols = test_cols = np.arange(m_all)
     rows = _split_prompts(data.quality.shape[0], rng, val_size)
@@ -574,7 +602,12 @@ def _run_trial(
     xs = tuple(np.ascontiguousarray(data.x[r]) for r in rows)
     outer = _make_trial(data, rows, xs, train_cols, test_cols, seed, cache)
     # Inner selection run: the training pool split again; its "test pool" labels are training-pool labels.
-    inner_tr, inner_te = _inner_split(train_cols, np.random.default_rng([seed, 1]))
+    if strength is not None:  # the same shape of split inside the training pool: its strongest third held out
+        by_strength = train_cols[np.argsort(strength[train_cols], kind="stable")]
+        n_in = max(1, round(len(by_strength) / 3))
+        inner_tr, inner_te = np.sort(by_strength[:-n_in]), np.sort(by_strength[-n_in:])
+    else:
+        inner_tr, inner_te = _inner_split(train_cols, np.random.default_rng([seed, 1]))
     inner = _make_trial(data, rows, xs, inner_tr, inner_te, seed, cache)
     with _KMeansMemo():
         return _run_methods(outer, inner, specs, record, seed, share)

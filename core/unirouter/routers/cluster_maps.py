@@ -10,13 +10,15 @@ Validation-set profiles (Psi) always use the K-means hard assignment, for both m
 
 from __future__ import annotations
 
+import math
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from unirouter._validation import as_rng
-from unirouter.exceptions import InvalidInputError
+from unirouter.exceptions import ConvergenceWarning, InvalidInputError
 
 __all__ = ["KMeansMap", "LearnedMap", "fit_kmeans"]
 
@@ -131,7 +133,9 @@ class LearnedMap:
         psi : (M, K) the same LLMs' per-cluster validation errors (as new LLMs will get them)
         centroids : (K, D) K-means centroids (initialisation)
 
-        Returns the map and a small training report (epochs, best held-out loss).
+        Returns the map and a small training report (epochs, best held-out loss). A non-finite loss or
+        weight stops training with a :class:`~unirouter.exceptions.ConvergenceWarning`; the best
+        finite map so far (at worst the K-means initialisation) is returned.
         """
         import torch
 
@@ -177,6 +181,15 @@ class LearnedMap:
                 opt.step()
             with torch.no_grad():
                 monitor = loss_on(None, ho if n_hold else tr).item()
+                finite = math.isfinite(monitor) and bool(torch.isfinite(theta).all() and torch.isfinite(bias).all())
+            if not finite:  # diverged (e.g. a too large learning rate): keep the last finite best
+                warnings.warn(
+                    f"the learned cluster map's training diverged at epoch {epoch} (non-finite loss or weights); "
+                    f"using the map of epoch {best[3]} (epoch 0 = the K-means initialisation). Lower learning_rate.",
+                    ConvergenceWarning,
+                    stacklevel=3,
+                )
+                break
             if monitor < best[0] - 1e-6:
                 best = (monitor, theta.detach().numpy().copy(), bias.detach().numpy().copy(), epoch)
                 bad_epochs = 0
