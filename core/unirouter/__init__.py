@@ -11,8 +11,10 @@ from unirouter.datasets import RoutingDataset, ValidationSet, default_data_dir, 
 from unirouter.difficulty import DifficultyRouter
 from unirouter.embedders import CallableEmbedder, Embedder, EmbeddingCache, SentenceTransformerEmbedder
 from unirouter.exceptions import (
+    AllModelsFailedError,
     DatasetError,
     DuplicateModelError,
+    FailedAnswerError,
     InvalidInputError,
     NotFittedError,
     PersistenceError,
@@ -41,12 +43,14 @@ def __getattr__(name: str):  # lazy: these pull in optional work only when used
 
 
 __all__ = [
+    "AllModelsFailedError",
     "CallableEmbedder",
     "DatasetError",
     "DifficultyRouter",
     "DuplicateModelError",
     "Embedder",
     "EmbeddingCache",
+    "FailedAnswerError",
     "InvalidInputError",
     "ModelProfile",
     "NotFittedError",

@@ -341,15 +341,14 @@ class CandidatePool:
     # -- persistence ---------------------------------------------------------------------------
     def save(self, path: str | Path, *, overwrite: bool = False) -> None:
         """Save the router (profiles included) and the candidate table (names, costs, defaults)."""
-        root = Path(path)
-        self.router.save(root, overwrite=overwrite)
+        from unirouter.persistence import save_router
+
         table = {
             "candidates": [{"name": c.name, "cost": _cost_to_json(c.cost)} for c in self._candidates.values()],
             "defaults": self.defaults.model_dump(mode="json", exclude_unset=True),
         }
-        tmp = root / f".{_CANDIDATES}.tmp"
-        tmp.write_text(json.dumps(table, indent=2), encoding="utf-8")
-        tmp.replace(root / _CANDIDATES)
+        # One atomic step: a crash can never leave a router without its candidate table.
+        save_router(self.router, Path(path), overwrite=overwrite, extra_files={_CANDIDATES: json.dumps(table, indent=2).encode("utf-8")})
 
     @classmethod
     def load(
