@@ -17,6 +17,7 @@ model and never take a lock.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -115,6 +116,38 @@ class RoutingDecision:
         return out
 
 
+class _Memo:
+    """A small thread-safe LRU memo (per pool snapshot): at most ``maxsize`` entries.
+
+    ``choose()`` is called from many threads with many cost weights (a calibration sweep, one
+    weight per request): an unbounded dict grew by ~0.5 GB per 100k weights, and a value written
+    in two steps could be read half-written. Values are stored whole, under a lock.
+    """
+
+    def __init__(self, maxsize: int = 128) -> None:
+        self.maxsize = maxsize
+        self._data: OrderedDict[Any, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Any) -> Any:
+        with self._lock:
+            value = self._data.get(key)
+            if value is not None:
+                self._data.move_to_end(key)
+            return value
+
+    def put(self, key: Any, value: Any) -> Any:
+        with self._lock:
+            self._data[key] = value
+            self._data.move_to_end(key)
+            while len(self._data) > self.maxsize:
+                self._data.popitem(last=False)
+        return value
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
 @dataclass(frozen=True)
 class _Pool:
     """Immutable view of the registered models (swapped atomically on add/remove)."""
@@ -123,7 +156,7 @@ class _Pool:
     psi: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (M, P) error per part
     cost: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (M, P) expected cost per part
     profiles: dict[str, ModelProfile] = field(default_factory=dict)
-    cache: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)  # per-snapshot memo
+    cache: _Memo = field(default_factory=lambda: _Memo(), compare=False, repr=False)  # per-snapshot memo
 
     @property
     def tie_scale(self) -> float:
@@ -479,9 +512,17 @@ class BaseRouter(ParamsMixin):
         gamma, cost, _ = self._gamma_cost(x, pool.psi[cols], pool.cost[cols])
         return gamma, cost, [pool.names[i] for i in cols]
 
+    def _check_choose_input(self, embeddings: Any, cost_weight: Any) -> tuple[np.ndarray, float]:
+        dim = self.embedder_identity_.dim if getattr(self, "embedder_identity_", None) else None
+        return check_embeddings(embeddings, dim=dim), check_cost_weight(cost_weight)
+
     def choose(self, embeddings: np.ndarray, cost_weight: float = 0.0, *, models: Iterable[str] | None = None) -> np.ndarray:
-        """Fast path: index (into ``models`` or the pool) of the chosen model per embedding row."""
+        """Fast path: index (into ``models`` or the pool) of the chosen model per embedding row.
+
+        Thread-safe; inputs are validated (typed errors) like :meth:`route`'s.
+        """
         self._check_fitted()
+        embeddings, cost_weight = self._check_choose_input(embeddings, cost_weight)
         pool = self._pool
         if models is None:
             self._columns(pool, None, None)  # raises UnknownModelError when no model is registered

@@ -159,7 +159,14 @@ def check_model_name(name: Any) -> str:
 
 def check_embeddings(x: Any, *, dim: int | None = None, what: str = "embeddings") -> np.ndarray:
     """A 2-D float32 array of finite embeddings (rows are prompts)."""
-    arr = np.asarray(x, dtype=np.float32)
+    if isinstance(x, (str, bytes)):
+        msg = f"{what} must be a numeric array (n_prompts, dim), not a {type(x).__name__}; pass prompts to route()/route_batch()."
+        raise InvalidInputError(msg)
+    try:
+        arr = np.asarray(x, dtype=np.float32)
+    except (TypeError, ValueError) as e:
+        msg = f"{what} must be a numeric array (n_prompts, dim). Could not convert: {e}."
+        raise InvalidInputError(msg) from e
     if arr.ndim == 1:
         arr = arr[None, :]
     if arr.ndim != 2:

@@ -276,7 +276,7 @@ def test_choose_memo_is_bounded(router_copy, mmlu_embeddings):
     [
         ("abc", 0.0),
         ([["a", "b"]], 0.0),
-        (np.zeros((0, 384)), 0.0),
+        (np.zeros((0, 16)), 0.0),
         (np.zeros((2, 16)), 0.0),
         (np.full((2, 384), np.nan), 0.0),
         (np.zeros((2, 384)), float("nan")),
@@ -287,6 +287,9 @@ def test_choose_memo_is_bounded(router_copy, mmlu_embeddings):
 def test_choose_validates_its_input(router_copy, embeddings, lam):
     with pytest.raises(InvalidInputError):
         router_copy.choose(embeddings, lam)
+    with pytest.raises(InvalidInputError):
+        router_copy.choose(embeddings, lam, models=list(CANDIDATES))
+    assert router_copy.choose(np.zeros((0, 384)), 1.0).shape == (0,)  # no rows: no choices
 
 
 # -- 4. every attempt's failure kept; failed answers fall back -------------------------------------
