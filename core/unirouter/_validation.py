@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Sequence
 from numbers import Integral, Real
 from typing import Any
@@ -26,6 +27,9 @@ __all__ = [
 ]
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def check_prompt(prompt: Any, *, what: str = "prompt") -> str:
     """Return ``prompt`` if it is a non-blank string, else raise :class:`InvalidInputError`."""
     if not isinstance(prompt, str):
@@ -33,6 +37,13 @@ def check_prompt(prompt: Any, *, what: str = "prompt") -> str:
         raise InvalidInputError(msg)
     if not prompt.strip():
         msg = f"{what} must contain text; got an empty or whitespace-only string."
+        raise InvalidInputError(msg)
+    bad = _SURROGATE.search(prompt)
+    if bad is not None:
+        msg = (
+            f"{what} contains a lone surrogate {bad.group()!r} at position {bad.start()} (a truncated emoji or a "
+            "bad \\u escape); it is not valid Unicode text. Decode the text with errors='replace' or fix its source."
+        )
         raise InvalidInputError(msg)
     return prompt
 

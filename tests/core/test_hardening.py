@@ -390,3 +390,25 @@ def test_prompts_with_lone_surrogates_get_a_typed_error(fitted_router, prefix, s
         fitted_router.route(prompt)
     with pytest.raises(InvalidInputError, match="surrogate"):
         fitted_router.route_batch(["fine", prompt])
+
+
+def test_a_lone_surrogate_in_a_response_does_not_break_cached_profiling(router_copy, mmlu_small, tmp_path):
+    """A truncated emoji in a model's answer is stored and read back; no paid call is lost."""
+    from replay import RecordedModel
+    from unirouter.profiler import ResponseCache
+    from unirouter.scorers import MultipleChoiceScorer
+
+    val, name = mmlu_small["val"], CANDIDATES[0]
+    recorded = RecordedModel.from_dataset(val, name)
+    calls = []
+
+    def model(prompt: str) -> str:
+        calls.append(prompt)
+        return recorded(prompt) + " \ud83d"  # half of a surrogate pair
+
+    kw = {"scorer": MultipleChoiceScorer(), "cost": 0.001, "progress": False}
+    first = router_copy.add_model("s1", model=model, cache=ResponseCache(tmp_path), **kw)
+    assert len(calls) == len(val) and first.stats.calls_failed == 0
+    again = router_copy.add_model("s2", model=model, cache=ResponseCache(tmp_path), model_id="s1", **kw)
+    assert len(calls) == len(val) and again.stats.calls_cached == len(val)  # all read back from disk
+    np.testing.assert_array_equal(first.scores, again.scores)
