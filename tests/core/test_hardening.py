@@ -412,3 +412,66 @@ def test_a_lone_surrogate_in_a_response_does_not_break_cached_profiling(router_c
     again = router_copy.add_model("s2", model=model, cache=ResponseCache(tmp_path), model_id="s1", **kw)
     assert len(calls) == len(val) and again.stats.calls_cached == len(val)  # all read back from disk
     np.testing.assert_array_equal(first.scores, again.scores)
+
+
+# -- 7. atomic, typed, self-cleaning saves ---------------------------------------------------------
+def test_a_failed_swap_without_renameat2_leaves_the_old_router_in_place(fitted_router, tmp_path, monkeypatch):
+    """Where the atomic exchange is unavailable, a failure between the two renames is undone."""
+    import os
+
+    from unirouter import persistence
+
+    dest = tmp_path / "saved"
+    fitted_router.save(dest)
+    before = _tree(dest)
+    monkeypatch.setattr(persistence, "_renameat2", lambda *a: False)
+    real = os.rename
+    calls = []
+
+    def flaky(src, dst):
+        calls.append((src, dst))
+        if len(calls) == 2:  # dest -> .old worked; tmp -> dest fails
+            raise OSError(28, "No space left on device (simulated)")
+        return real(src, dst)
+
+    monkeypatch.setattr(persistence.os, "rename", flaky)
+    with pytest.raises(PersistenceError, match="No space left") as info:
+        fitted_router.save(dest, overwrite=True)
+    assert isinstance(info.value.__cause__, OSError)
+    monkeypatch.undo()
+    assert _tree(dest) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["saved"]
+
+
+def test_a_killed_save_leaves_no_temporary_directory_behind(fitted_router, tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    pid = int(dead.stdout)  # a process that has exited
+    stale = tmp_path / f".saved.tmp-{pid}-abc123"
+    stale.mkdir()
+    (stale / "scores.npy").write_bytes(b"\0" * 1000)
+    live = tmp_path / f".saved.tmp-{1}-def456"  # pid 1 is alive: maybe a save in progress elsewhere
+    live.mkdir()
+    fitted_router.save(tmp_path / "saved")
+    assert not stale.exists() and live.exists()
+
+
+def test_concurrent_saves_to_one_path_are_typed_and_leave_one_whole_router(fitted_router, tmp_path):
+    dest = tmp_path / "saved"
+    barrier = threading.Barrier(4)
+
+    def save(_):
+        barrier.wait()
+        try:
+            fitted_router.save(dest)
+            return "ok"
+        except PersistenceError:
+            return "refused"
+
+    with ThreadPoolExecutor(4) as ex:
+        outcomes = list(ex.map(save, range(4)))
+    assert outcomes.count("ok") >= 1 and set(outcomes) <= {"ok", "refused"}
+    UniRouter.load(dest, embedder=fitted_router.embedder_)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["saved"]
