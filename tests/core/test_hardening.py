@@ -475,3 +475,44 @@ def test_concurrent_saves_to_one_path_are_typed_and_leave_one_whole_router(fitte
     assert outcomes.count("ok") >= 1 and set(outcomes) <= {"ok", "refused"}
     UniRouter.load(dest, embedder=fitted_router.embedder_)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["saved"]
+
+
+# -- 6. a profiler timeout that cannot be defeated -------------------------------------------------
+def test_a_model_that_swallows_cancellation_cannot_hang_profiling(router_copy, mmlu_small):
+    """A retry wrapper that catches BaseException (CancelledError included) around a hung call."""
+    from replay import RecordedModel
+
+    val = mmlu_small["val"]
+    recorded = RecordedModel.from_dataset(val, CANDIDATES[0])
+    hung = set(val.texts[:3])
+
+    async def stubborn(prompt: str) -> str:
+        for _ in range(5):  # retries on *anything*, cancellation included
+            try:
+                if prompt in hung:
+                    await asyncio.sleep(3600)
+                return recorded(prompt)
+            except BaseException:  # noqa: BLE001, S112 - the bug under test
+                continue
+        return recorded(prompt)
+
+    out: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            out["profile"] = router_copy.add_model(
+                "stubborn", model=stubborn, scorer="multiple_choice", cost=0.001, timeout=0.2,
+                max_retries=0, max_failure_rate=0.1, progress=False,
+            )
+        except BaseException as e:  # noqa: BLE001 - reported below
+            out["error"] = e
+
+    t = threading.Thread(target=run, daemon=True)
+    started = time.monotonic()
+    t.start()
+    t.join(30)
+    assert not t.is_alive(), "profiling hung on a model that swallows CancelledError"
+    assert "error" not in out, out.get("error")
+    assert time.monotonic() - started < 30
+    stats = out["profile"].stats
+    assert stats.calls_failed == 3 and all("Timeout" in c for c in stats.failure_causes)
