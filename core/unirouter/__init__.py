@@ -11,9 +11,11 @@ from unirouter._version import __version__
 from unirouter.data import RoutingDataset, ValidationSet, default_data_dir, load_dataset
 from unirouter.embedding import CallableEmbedder, Embedder, EmbeddingCache, SentenceTransformerEmbedder
 from unirouter.exceptions import (
+    AllModelsFailedError,
     ConvergenceWarning,
     DatasetError,
     DuplicateModelError,
+    FailedAnswerError,
     InvalidInputError,
     NotFittedError,
     PersistenceError,
@@ -40,6 +42,7 @@ def __getattr__(name: str):  # lazy: these pull in optional work only when used
 
 
 __all__ = [
+    "AllModelsFailedError",
     "CallableEmbedder",
     "ConvergenceWarning",
     "DatasetError",
@@ -47,6 +50,7 @@ __all__ = [
     "DuplicateModelError",
     "Embedder",
     "EmbeddingCache",
+    "FailedAnswerError",
     "InvalidInputError",
     "ModelProfile",
     "NotFittedError",

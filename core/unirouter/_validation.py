@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Sequence
 from numbers import Integral, Real
 from typing import Any
@@ -26,6 +27,9 @@ __all__ = [
 ]
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def check_prompt(prompt: Any, *, what: str = "prompt") -> str:
     """Return ``prompt`` if it is a non-blank string, else raise :class:`InvalidInputError`."""
     if not isinstance(prompt, str):
@@ -33,6 +37,13 @@ def check_prompt(prompt: Any, *, what: str = "prompt") -> str:
         raise InvalidInputError(msg)
     if not prompt.strip():
         msg = f"{what} must contain text; got an empty or whitespace-only string."
+        raise InvalidInputError(msg)
+    bad = _SURROGATE.search(prompt)
+    if bad is not None:
+        msg = (
+            f"{what} contains a lone surrogate {bad.group()!r} at position {bad.start()} (a truncated emoji or a "
+            "bad \\u escape); it is not valid Unicode text. Decode the text with errors='replace' or fix its source."
+        )
         raise InvalidInputError(msg)
     return prompt
 
@@ -159,7 +170,14 @@ def check_model_name(name: Any) -> str:
 
 def check_embeddings(x: Any, *, dim: int | None = None, what: str = "embeddings") -> np.ndarray:
     """A 2-D float32 array of finite embeddings (rows are prompts)."""
-    arr = np.asarray(x, dtype=np.float32)
+    if isinstance(x, (str, bytes)):
+        msg = f"{what} must be a numeric array (n_prompts, dim), not a {type(x).__name__}; pass prompts to route()/route_batch()."
+        raise InvalidInputError(msg)
+    try:
+        arr = np.asarray(x, dtype=np.float32)
+    except (TypeError, ValueError) as e:
+        msg = f"{what} must be a numeric array (n_prompts, dim). Could not convert: {e}."
+        raise InvalidInputError(msg) from e
     if arr.ndim == 1:
         arr = arr[None, :]
     if arr.ndim != 2:

@@ -13,7 +13,11 @@ raised, so existing ``except ValueError`` / ``except LookupError`` clauses keep 
     ├── ProfileMismatchError(UniRouterError, ValueError)   other validation set, embedder or K
     ├── DatasetError(UniRouterError, ValueError)           no manifest, ids do not match (.path)
     ├── ProfilingError(UniRouterError, RuntimeError)       too many failed calls (.failures, .causes)
-    └── PersistenceError(UniRouterError, ValueError)       missing/truncated/tampered file (.path)
+    ├── PersistenceError(UniRouterError, ValueError)       missing/truncated/tampered file (.path)
+    ├── FailedAnswerError(UniRouterError)                  a model answered, but with a failed answer
+    │                                                      (empty, or rejected by is_failed_answer) (.model)
+    └── AllModelsFailedError(UniRouterError, ExceptionGroup)   every model tried failed: one
+                                                           exception per attempt (.exceptions, .attempts)
     UniRouterWarning(UserWarning)                          e.g. tiny clusters shrunk
     └── ConvergenceWarning(UniRouterWarning)               an iterative fit stopped before converging
 
@@ -22,12 +26,21 @@ Context travels in attributes (``.model``, ``.path``), the message says what to 
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    _ExceptionGroup = ExceptionGroup  # noqa: F821 - builtin since 3.11
+else:  # pragma: no cover - Python 3.10
+    from exceptiongroup import ExceptionGroup as _ExceptionGroup
 
 __all__ = [
+    "AllModelsFailedError",
     "DatasetError",
     "DuplicateModelError",
+    "FailedAnswerError",
     "InvalidInputError",
     "NotFittedError",
     "PersistenceError",
@@ -108,6 +121,43 @@ class PersistenceError(UniRouterError, ValueError):
     def __init__(self, message: str, *, path: str | Path | None = None) -> None:
         super().__init__(message)
         self.path = None if path is None else Path(path)
+
+
+class FailedAnswerError(UniRouterError):
+    """A model returned, but its answer counts as failed (empty, whitespace or NUL only by default,
+    or rejected by the user's ``is_failed_answer``), so the next model is tried."""
+
+    def __init__(self, message: str, *, model: str | None = None, answer: Any = None) -> None:
+        super().__init__(message)
+        self.model = model
+        self.answer = answer
+
+
+class AllModelsFailedError(UniRouterError, _ExceptionGroup):
+    """Every model tried for a request failed; nothing is lost.
+
+    An exception group (``except* RateLimitError`` works) holding one exception per attempt, in the
+    order tried; ``.attempts`` is the attempts record (``[{"model", "ok", "error"}]``) and
+    ``__cause__`` the last exception, so tracebacks show it.
+    """
+
+    def __new__(cls, message: str, exceptions: Sequence[BaseException], *, attempts: Sequence[Mapping[str, Any]] = ()) -> Any:
+        self = super().__new__(cls, message, list(exceptions))
+        self.attempts = [dict(a) for a in attempts]
+        return self
+
+    def __init__(self, message: str, exceptions: Sequence[BaseException], *, attempts: Sequence[Mapping[str, Any]] = ()) -> None:
+        super().__init__(message, list(exceptions))
+
+    @property
+    def models(self) -> list[str]:
+        """The models tried, in order."""
+        return [a["model"] for a in self.attempts]
+
+    def derive(self, excs: Sequence[BaseException]) -> AllModelsFailedError:  # keeps the type in except*
+        kept = {id(e) for e in excs}
+        attempts = [a for a, e in zip(self.attempts, self.exceptions) if id(e) in kept]
+        return AllModelsFailedError(self.message, excs, attempts=attempts)
 
 
 class UniRouterWarning(UserWarning):

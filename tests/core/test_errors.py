@@ -366,11 +366,11 @@ OTHER = [
         lambda c: c.r.route(embedding=c.x[0], models=["ghost"]),
         "model 'ghost' is not registered",
     ),
-    (
-        "exclude an unknown model",
-        UnknownModelError,
-        lambda c: c.r.route(embedding=c.x[0], exclude=["ghost"]),
-        "model 'ghost' is not registered",
+    (  # excluding an unknown model is no error (issue 19.2): tested in test_hardening.py
+        "bad handle_unknown",
+        InvalidInputError,
+        lambda c: c.r.route(embedding=c.x[0], handle_unknown="skip"),
+        "handle_unknown must be 'error' or 'ignore'",
     ),
     (
         "remove an unknown model",

@@ -269,7 +269,7 @@ def test_failed_overwrite_is_atomic(
 
     monkeypatch.setattr(np, "save", flaky_save)
     router_copy.remove_model(router_copy.models_[0])
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(PersistenceError, match="disk full"):  # typed, the cause kept
         router_copy.save(saved, overwrite=True)
     monkeypatch.undo()
     assert calls["n"] == 2
@@ -290,8 +290,9 @@ def test_failed_first_save_writes_nothing(fitted_router, tmp_path, monkeypatch):
         "save",
         lambda *a, **k: (_ for _ in ()).throw(OSError("read-only (simulated)")),
     )
-    with pytest.raises(OSError):
+    with pytest.raises(PersistenceError, match="read-only") as info:
         fitted_router.save(tmp_path / "new")
+    assert isinstance(info.value.__cause__, OSError)
     assert list(tmp_path.iterdir()) == []
 
 

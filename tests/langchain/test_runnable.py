@@ -9,7 +9,7 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, Tool
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 from replay import answer_text
-from unirouter import InvalidInputError, ProfilingError, UniRouter, UnknownModelError
+from unirouter import AllModelsFailedError, InvalidInputError, ProfilingError, UniRouter, UnknownModelError
 from unirouter.profiling.scorers import MultipleChoiceScorer
 
 from tests.langchain.fakes import (
@@ -156,14 +156,16 @@ def test_fallback_to_next_best_is_recorded(lc_router, recorded, questions):
     assert meta["attempts"][1] == {"model": ranked[1], "ok": True}
 
 
-def test_fallbacks_are_bounded_and_the_last_error_is_raised(lc_router, recorded, questions):
+def test_fallbacks_are_bounded_and_every_error_is_raised(lc_router, recorded, questions):
     models = make_models(recorded, fail_always=True)
     r = UniRouteRunnable(lc_router, models, options={"max_fallbacks": 1})
-    with pytest.raises(ModelDown):
+    with pytest.raises(AllModelsFailedError) as info:  # issue 19.4: every attempt's error kept
         r.invoke(questions[0])
+    assert [type(e) for e in info.value.exceptions] == [ModelDown, ModelDown]
     assert sum(len(m.calls) for m in models.values()) == 2
-    with pytest.raises(ModelDown):
+    with pytest.raises(AllModelsFailedError) as info:
         r.invoke(questions[0], config={"configurable": {"unirouter": {"max_fallbacks": 0}}})
+    assert [type(e) for e in info.value.exceptions] == [ModelDown]
 
 
 def test_chosen_model_is_a_tagged_child_run_and_the_decision_an_event(runnable, questions):

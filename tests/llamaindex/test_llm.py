@@ -16,6 +16,7 @@ from llama_index.core.llms.function_calling import FunctionCallingLLM  # noqa: E
 from llama_index.core.tools import FunctionTool  # noqa: E402
 from replay import answer_text  # noqa: E402
 from unirouter import (  # noqa: E402
+    AllModelsFailedError,
     InvalidInputError,
     ProfilingError,
     UnknownModelError,
@@ -281,12 +282,14 @@ def test_stream_falls_back_when_the_first_chunk_fails(llm, llms, questions):
 def test_no_fallback_when_forced_or_disabled(llm, llms, questions):
     q = questions[4]
     llms[WEAK].down = True
-    with pytest.raises(ModelDown):
+    with pytest.raises(AllModelsFailedError) as info:  # issue 19.4: typed, the cause kept
         llm.chat(user(q), force_model=WEAK)
+    assert [type(e) for e in info.value.exceptions] == [ModelDown]
     chosen = llm.route(q).model
     llms[chosen].down = True
-    with pytest.raises(ModelDown):
+    with pytest.raises(AllModelsFailedError) as info:
         llm.chat(user(q), max_fallbacks=0)
+    assert [type(e) for e in info.value.exceptions] == [ModelDown]
 
 
 # -- instrumentation, Settings, query engines, save/load ------------------------------------------------

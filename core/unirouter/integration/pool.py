@@ -16,6 +16,7 @@ Nothing here imports LangChain or LlamaIndex.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -26,13 +27,28 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from unirouter._validation import check_prompt, check_prompts
-from unirouter.exceptions import DuplicateModelError, InvalidInputError, PersistenceError, UnknownModelError
+from unirouter.exceptions import (
+    AllModelsFailedError,
+    DuplicateModelError,
+    FailedAnswerError,
+    InvalidInputError,
+    PersistenceError,
+    UnknownModelError,
+)
 from unirouter.profiles import ModelProfile
 
 __all__ = ["CONFIG_KEYS", "Candidate", "CandidatePool", "RoutingOptions"]
 
 T = TypeVar("T")
-CONFIG_KEYS = ("cost_weight", "budget", "force_model", "allowed_models", "excluded_models", "max_fallbacks")
+CONFIG_KEYS = (
+    "cost_weight",
+    "budget",
+    "force_model",
+    "allowed_models",
+    "excluded_models",
+    "max_fallbacks",
+    "is_failed_answer",
+)
 _CANDIDATES = "candidates.json"
 
 
@@ -50,7 +66,11 @@ class RoutingOptions(BaseModel):
         Always use this model (no fallback).
     allowed_models, excluded_models : list of str or None
     max_fallbacks : int >= 0
-        How many next-best models to try when the chosen one raises.
+        How many next-best models to try when the chosen one raises or gives a failed answer.
+    is_failed_answer : callable (text: str) -> bool, or None
+        Declares what a failed answer is (e.g. a refusal), so the next model is tried. It is given
+        the answer's text; answers carrying tool calls or no text (structured output, streams) are
+        not judged. ``None`` = the default: an empty, whitespace-only or NUL-only text is a failure.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -61,6 +81,7 @@ class RoutingOptions(BaseModel):
     allowed_models: tuple[str, ...] | None = None
     excluded_models: tuple[str, ...] | None = None
     max_fallbacks: int = Field(default=2, ge=0)
+    is_failed_answer: Callable[[str], bool] | None = Field(default=None, exclude=True)
 
     @classmethod
     def parse(cls, value: RoutingOptions | Mapping[str, Any] | None) -> RoutingOptions:
@@ -73,6 +94,10 @@ class RoutingOptions(BaseModel):
             msg = f"routing options must be a mapping with keys {list(CONFIG_KEYS)}. Got {type(value).__name__}."
             raise InvalidInputError(msg)
         data = dict(value)
+        check = data.get("is_failed_answer")
+        if check is not None and not callable(check):
+            msg = f"routing option 'is_failed_answer' must be a callable (text) -> bool, or None. Got {check!r:.60}."
+            raise InvalidInputError(msg)
         for key in ("allowed_models", "excluded_models"):
             if isinstance(data.get(key), str):
                 data[key] = (data[key],)
@@ -93,7 +118,7 @@ class RoutingOptions(BaseModel):
         if override is None:
             return self
         other = RoutingOptions.parse(override)
-        return self.model_copy(update=other.model_dump(exclude_unset=True))
+        return self.model_copy(update={k: getattr(other, k) for k in other.model_fields_set})
 
 
 @dataclass(frozen=True)
@@ -121,6 +146,71 @@ def _cost_from_json(value: Any) -> Any:
 
         return TokenPrice(**{k: v for k, v in value.items() if k != "type"})
     return value
+
+
+# The candidates a running call resolves names against (see CandidatePool.get).
+_IN_FLIGHT: contextvars.ContextVar[Mapping[str, Candidate] | None] = contextvars.ContextVar("unirouter_in_flight", default=None)
+
+
+def answer_text(result: Any) -> str | None:
+    """The text of a model's answer, or None when there is nothing to judge as text.
+
+    Duck-typed so the core needs no framework: ``str``; LangChain messages (``.content``, a string
+    or text blocks); LlamaIndex ``ChatResponse`` (``.message.content``) and ``CompletionResponse``
+    (``.text``). An answer carrying tool calls, non-text content, a stream or structured output is
+    not judged (None): an empty text next to a tool call is a real answer.
+    """
+    if isinstance(result, str):
+        return result
+    if getattr(result, "tool_calls", None) or getattr(result, "tool_call_chunks", None):
+        return None
+    message = getattr(result, "message", None)
+    if message is not None and hasattr(message, "content"):
+        if (getattr(message, "additional_kwargs", None) or {}).get("tool_calls"):
+            return None
+        result = message
+    content = getattr(result, "content", None)
+    if content is None and isinstance(getattr(result, "text", None), str):
+        return result.text
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for block in content:
+            if isinstance(block, str):
+                parts.append(block)
+            elif isinstance(block, Mapping) and block.get("type") == "text" and isinstance(block.get("text"), str):
+                parts.append(block["text"])
+            else:
+                return None  # images, tool use, ...: not a text answer
+        return "".join(parts)
+    return None
+
+
+def _is_blank(text: str) -> bool:
+    return not text.replace("\x00", "").strip()
+
+
+def _check_answer(name: str, result: Any, opts: RoutingOptions) -> None:
+    """Raise FailedAnswerError if ``result`` is a failed answer under ``opts``."""
+    text = answer_text(result)
+    if text is None:
+        return
+    if opts.is_failed_answer is None:
+        if _is_blank(text):
+            msg = f"{name} returned an empty answer ({text[:20]!r}); trying the next model."
+            raise FailedAnswerError(msg, model=name, answer=result)
+        return
+    if opts.is_failed_answer(text):
+        msg = f"{name}'s answer was rejected by is_failed_answer ({text[:60]!r}); trying the next model."
+        raise FailedAnswerError(msg, model=name, answer=result)
+
+
+def _all_failed(attempts: list[dict[str, Any]], errors: list[Exception]) -> AllModelsFailedError:
+    tried = "; ".join(f"{a['model']}: {a['error']}" for a in attempts)
+    err = AllModelsFailedError(f"all {len(attempts)} models tried failed ({tried})", errors, attempts=attempts)
+    err.__cause__ = errors[-1]
+    return err
 
 
 class CandidatePool:
@@ -157,6 +247,7 @@ class CandidatePool:
         self.cache = cache
         self.defaults = RoutingOptions.parse(defaults)
         self.profile_kwargs = dict(profile_kwargs or {})
+        # Replaced, never mutated, under the lock: a reader holding it has one consistent snapshot.
         self._candidates: dict[str, Candidate] = {}
         self._lock = threading.RLock()
         self._budget_lams: dict[tuple[float, tuple[str, ...]], float] = {}
@@ -167,10 +258,19 @@ class CandidatePool:
         return list(self._candidates)
 
     def get(self, name: str) -> Candidate:
-        if name not in self._candidates:
-            msg = f"model {name!r} is not a candidate; candidates: {self.names}."
+        """The candidate ``name``.
+
+        Inside :meth:`run_with_fallbacks` / :meth:`arun_with_fallbacks` a name resolves against the
+        candidates of that call's snapshot, so a model removed while a call is in flight still
+        answers that call.
+        """
+        cands = _IN_FLIGHT.get() or self._candidates
+        if name not in cands:
+            cands = self._candidates
+        if name not in cands:
+            msg = f"model {name!r} is not a candidate; candidates: {list(cands)}."
             raise UnknownModelError(msg, model=name)
-        return self._candidates[name]
+        return cands[name]
 
     def _needs_profile(self, name: str, replace: bool) -> bool:
         return replace or name not in self.router._pool.profiles
@@ -203,7 +303,7 @@ class CandidatePool:
         else:
             profile = self.router.get_profile(name)
         with self._lock:
-            self._candidates[name] = Candidate(name, model, call, cost)
+            self._candidates = {**self._candidates, name: Candidate(name, model, call, cost)}
             self._budget_lams.clear()
         return profile
 
@@ -215,35 +315,45 @@ class CandidatePool:
         else:
             profile = self.router.get_profile(name)
         with self._lock:
-            self._candidates[name] = Candidate(name, model, call, cost)
+            self._candidates = {**self._candidates, name: Candidate(name, model, call, cost)}
             self._budget_lams.clear()
         return profile
 
     def remove(self, name: str) -> None:
         """Forget a candidate and its profile."""
         with self._lock:
-            self.get(name)
-            del self._candidates[name]
+            if name not in self._candidates:
+                msg = f"model {name!r} is not a candidate; candidates: {self.names}."
+                raise UnknownModelError(msg, model=name)
+            self._candidates = {n: c for n, c in self._candidates.items() if n != name}
             self._budget_lams.clear()
-        if name in self.router._pool.profiles:
-            self.router.remove_model(name)
+            try:
+                self.router.remove_model(name)
+            except UnknownModelError:  # removed from the router directly meanwhile
+                pass
 
     # -- decisions -----------------------------------------------------------------------------
     def resolve(self, options: RoutingOptions | Mapping[str, Any] | None = None) -> RoutingOptions:
         return self.defaults.merged(options)
 
     def _route_kwargs(self, opts: RoutingOptions) -> dict[str, Any]:
-        if not self._candidates:
+        cands = self._candidates  # one snapshot; the router's is taken by route() (names it lacks are skipped)
+        if not cands:
             msg = "no models to route to; add one with add_model(name, model, cost=...)."
             raise UnknownModelError(msg)
+
+        def known(n: str) -> None:
+            if n not in cands:
+                msg = f"model {n!r} is not a candidate; candidates: {list(cands)}."
+                raise UnknownModelError(msg, model=n)
+
         if opts.force_model is not None:
-            self.get(opts.force_model)
-            return {"models": [opts.force_model], "cost_weight": opts.cost_weight or 0.0}
-        allowed = list(opts.allowed_models) if opts.allowed_models is not None else self.names
+            known(opts.force_model)
+            return {"models": [opts.force_model], "cost_weight": opts.cost_weight or 0.0, "handle_unknown": "ignore"}
+        allowed = list(opts.allowed_models) if opts.allowed_models is not None else list(cands)
         for n in allowed:
-            self.get(n)
-        for n in opts.excluded_models or ():
-            self.get(n)
+            known(n)
+        # Excluding a model that is not (or no longer) a candidate is not an error.
         models = [n for n in allowed if n not in set(opts.excluded_models or ())]
         if not models:
             msg = "allowed_models/excluded_models leave no model to route to."
@@ -251,7 +361,7 @@ class CandidatePool:
         lam = opts.cost_weight
         if opts.budget is not None:
             lam = self._budget_lambda(opts.budget, models)
-        return {"models": models, "cost_weight": lam}
+        return {"models": models, "cost_weight": lam, "handle_unknown": "ignore"}
 
     def _budget_lambda(self, budget: float, models: Sequence[str]) -> float:
         key = (float(budget), tuple(models))
@@ -292,8 +402,14 @@ class CandidatePool:
     # -- fallbacks -----------------------------------------------------------------------------
     def attempt_order(self, decision: Any, options: RoutingOptions | Mapping[str, Any] | None = None) -> list[str]:
         """The chosen model, then up to ``max_fallbacks`` next-best candidates (none when forced)."""
-        opts = self.resolve(options)
-        ranked = [n for n in decision.ranked if n in self._candidates]
+        return self._attempt_order(decision, self.resolve(options), self._candidates)
+
+    @staticmethod
+    def _attempt_order(decision: Any, opts: RoutingOptions, cands: Mapping[str, Candidate]) -> list[str]:
+        ranked = [n for n in decision.ranked if n in cands]
+        if not ranked:
+            msg = f"every model of this decision ({list(decision.ranked)}) was removed before it could be called."
+            raise UnknownModelError(msg)
         if opts.force_model is not None:
             return ranked[:1]
         return ranked[: 1 + opts.max_fallbacks]
@@ -301,55 +417,70 @@ class CandidatePool:
     def run_with_fallbacks(
         self, decision: Any, options: RoutingOptions | Mapping[str, Any] | None, fn: Callable[[str], T]
     ) -> tuple[T, list[dict[str, Any]]]:
-        """Call ``fn(name)`` on the chosen model, then the next best while it raises.
+        """Call ``fn(name)`` on the chosen model, then the next best while it raises or its answer
+        counts as failed (see ``RoutingOptions.is_failed_answer``).
 
-        Returns the first result and the attempts record (``[{"model", "ok", "error"?}]``); if every
-        attempt fails, the last error is raised.
+        Returns the first good result and the attempts record (``[{"model", "ok", "error"?}]``). If
+        every attempt fails, raises :class:`~unirouter.AllModelsFailedError`: an exception group of
+        every attempt's exception (a :class:`~unirouter.FailedAnswerError` for a failed answer).
         """
-        attempts: list[dict[str, Any]] = []
-        order = self.attempt_order(decision, options)
-        for i, name in enumerate(order):
-            try:
-                result = fn(name)
-            except Exception as e:  # noqa: BLE001 - recorded, then the next model is tried
-                attempts.append({"model": name, "ok": False, "error": f"{type(e).__name__}: {e}"})
-                if i == len(order) - 1:
-                    raise
-                continue
-            attempts.append({"model": name, "ok": True})
-            return result, attempts
-        raise AssertionError("unreachable: attempt_order is never empty")  # pragma: no cover
+        opts = self.resolve(options)
+        cands = self._candidates  # the snapshot this call resolves names against
+        order = self._attempt_order(decision, opts, cands)
+        token = _IN_FLIGHT.set(cands)
+        try:
+            attempts: list[dict[str, Any]] = []
+            errors: list[Exception] = []
+            for name in order:
+                try:
+                    result = fn(name)
+                    _check_answer(name, result, opts)
+                except Exception as e:  # noqa: BLE001 - kept, then the next model is tried
+                    attempts.append({"model": name, "ok": False, "error": f"{type(e).__name__}: {e}"})
+                    errors.append(e)
+                    continue
+                attempts.append({"model": name, "ok": True})
+                return result, attempts
+        finally:
+            _IN_FLIGHT.reset(token)
+        raise _all_failed(attempts, errors)
 
     async def arun_with_fallbacks(
         self, decision: Any, options: RoutingOptions | Mapping[str, Any] | None, afn: Callable[[str], Awaitable[T]]
     ) -> tuple[T, list[dict[str, Any]]]:
         """Async :meth:`run_with_fallbacks`."""
-        attempts: list[dict[str, Any]] = []
-        order = self.attempt_order(decision, options)
-        for i, name in enumerate(order):
-            try:
-                result = await afn(name)
-            except Exception as e:  # noqa: BLE001
-                attempts.append({"model": name, "ok": False, "error": f"{type(e).__name__}: {e}"})
-                if i == len(order) - 1:
-                    raise
-                continue
-            attempts.append({"model": name, "ok": True})
-            return result, attempts
-        raise AssertionError("unreachable")  # pragma: no cover
+        opts = self.resolve(options)
+        cands = self._candidates
+        order = self._attempt_order(decision, opts, cands)
+        token = _IN_FLIGHT.set(cands)
+        try:
+            attempts: list[dict[str, Any]] = []
+            errors: list[Exception] = []
+            for name in order:
+                try:
+                    result = await afn(name)
+                    _check_answer(name, result, opts)
+                except Exception as e:  # noqa: BLE001
+                    attempts.append({"model": name, "ok": False, "error": f"{type(e).__name__}: {e}"})
+                    errors.append(e)
+                    continue
+                attempts.append({"model": name, "ok": True})
+                return result, attempts
+        finally:
+            _IN_FLIGHT.reset(token)
+        raise _all_failed(attempts, errors)
 
     # -- persistence ---------------------------------------------------------------------------
     def save(self, path: str | Path, *, overwrite: bool = False) -> None:
         """Save the router (profiles included) and the candidate table (names, costs, defaults)."""
-        root = Path(path)
-        self.router.save(root, overwrite=overwrite)
+        from unirouter.persistence import save_router
+
         table = {
             "candidates": [{"name": c.name, "cost": _cost_to_json(c.cost)} for c in self._candidates.values()],
             "defaults": self.defaults.model_dump(mode="json", exclude_unset=True),
         }
-        tmp = root / f".{_CANDIDATES}.tmp"
-        tmp.write_text(json.dumps(table, indent=2), encoding="utf-8")
-        tmp.replace(root / _CANDIDATES)
+        # One atomic step: a crash can never leave a router without its candidate table.
+        save_router(self.router, Path(path), overwrite=overwrite, extra_files={_CANDIDATES: json.dumps(table, indent=2).encode("utf-8")})
 
     @classmethod
     def load(

@@ -6,9 +6,10 @@ when they are defined, and :func:`load_router` looks the saved kind up there.
 """
 
 from unirouter.persistence.registry import register_router_class, registered_router_classes, router_class
-from unirouter.persistence.store import SCHEMA, load_router, read_router_info, save_router
+from unirouter.persistence.store import MANIFEST, SCHEMA, load_router, read_router_info, save_router
 
 __all__ = [
+    "MANIFEST",
     "SCHEMA",
     "load_router",
     "read_router_info",

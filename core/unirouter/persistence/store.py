@@ -12,17 +12,26 @@ Layout of a saved router::
 Loading checks the schema version, each file's hash and shape, and reads arrays with
 ``allow_pickle=False``; any problem raises :class:`PersistenceError` naming the file. Saving writes
 to a sibling temporary directory and renames it into place, so an existing router is replaced whole
-or not at all; overwriting needs ``overwrite=True`` and only ever replaces a unirouter directory.
+or not at all; overwriting needs ``overwrite=True`` and only ever replaces a directory unirouter
+wrote: ``unirouter.manifest.json`` lists every file of a saved directory with its SHA-256, and an
+overwrite is refused (:class:`PersistenceError`, nothing touched) if the directory holds anything
+else or a listed file was changed. The replaced directory is emptied file by file, never ``rmtree``.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import glob
 import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 import uuid
+import warnings
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -31,11 +40,11 @@ import numpy as np
 
 from unirouter.data.datasets import ValidationSet
 from unirouter.embedding.embedders import EmbedderIdentity, as_embedder
-from unirouter.exceptions import PersistenceError, ProfileMismatchError, UniRouterError
+from unirouter.exceptions import PersistenceError, ProfileMismatchError, UniRouterError, UniRouterWarning
 from unirouter.persistence.registry import router_class
 from unirouter.profiles import ModelProfile, ProfilingStats
 
-__all__ = ["SCHEMA", "load_router", "read_router_info", "save_router"]
+__all__ = ["MANIFEST", "SCHEMA", "load_router", "read_router_info", "save_router"]
 
 SCHEMA = "unirouter-router/1"
 _META = "router.json"
@@ -66,32 +75,284 @@ def _jsonable_params(params: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def save_router(router: Any, path: str | Path, *, overwrite: bool = False) -> Path:
-    """Save a fitted router to the directory ``path`` (atomic; see the module docstring)."""
+def save_router(
+    router: Any, path: str | Path, *, overwrite: bool = False, extra_files: Mapping[str, bytes] | None = None
+) -> Path:
+    """Save a fitted router to the directory ``path`` (atomic; see the module docstring).
+
+    ``extra_files`` (name -> bytes) are written into the same directory before it is put in place and
+    listed in its manifest, so a caller's own table (e.g. the plugins' ``candidates.json``) is saved
+    in the same atomic step as the router and may be replaced by a later overwrite.
+
+    Overwriting only ever replaces a directory this library wrote: its manifest must list every
+    entry in it, each unchanged since it was saved. Anything else (a folder that merely holds a file
+    named ``router.json``, a file the user added or edited, a symlink) is refused with
+    :class:`PersistenceError` and left untouched.
+    """
     router._check_fitted()
     dest = Path(path)
+    extra = dict(extra_files or {})
+    for name in extra:
+        if name in _RESERVED or Path(name).name != name or name.startswith("."):
+            msg = f"extra file name {name!r} is not allowed (a plain file name that the router does not use)."
+            raise PersistenceError(msg, path=dest / name)
+    if dest.is_symlink():
+        msg = (
+            f"{dest} is a symlink; refusing to replace it with a directory. "
+            f"Save to the directory it points to ({os.path.realpath(dest)}) or remove the link."
+        )
+        raise PersistenceError(msg, path=dest)
     if dest.exists():
         if not overwrite:
             msg = f"{dest} already exists; pass overwrite=True to replace the router saved there."
             raise PersistenceError(msg, path=dest)
-        if not (dest.is_dir() and (dest / _META).is_file()):
-            msg = f"{dest} exists and is not a saved unirouter router; refusing to overwrite it."
-            raise PersistenceError(msg, path=dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+        _owned_files(dest)  # refuse early, before writing anything
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temporaries(dest)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-{os.getpid()}-", dir=dest.parent))
+    except OSError as e:
+        msg = f"cannot create a temporary directory next to {dest}: {e}."
+        raise PersistenceError(msg, path=dest) from e
+    placed, ours = False, None
     try:
         _write(router, tmp)
-        if dest.exists():
-            old = dest.with_name(f".{dest.name}.old-{uuid.uuid4().hex[:8]}")
-            os.replace(dest, old)
-            os.replace(tmp, dest)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        for name, data in extra.items():
+            _write_bytes(tmp / name, data)
+        _write_manifest(tmp)
+        ours = _sha256(tmp / MANIFEST)
+        _fsync_dir(tmp)
+        _put_in_place(tmp, dest, overwrite=overwrite)
+        placed = True
+    except OSError as e:
+        msg = f"saving the router to {dest} failed ({type(e).__name__}: {e}); nothing was changed at {dest}."
+        raise PersistenceError(msg, path=dest) from e
+    finally:
+        # Only ever our own temporary directory: after a failed swap-back it could hold the old one.
+        if not placed and tmp.is_dir() and (ours is None or _holds_manifest(tmp, ours)):
+            shutil.rmtree(tmp, ignore_errors=True)
+    _fsync_dir(dest.parent)
     return dest
+
+
+# -- what the library wrote: the manifest ------------------------------------------------------
+MANIFEST = "unirouter.manifest.json"
+_MANIFEST_SCHEMA = "unirouter-manifest/1"
+_RESERVED = {MANIFEST, _META}
+
+
+def _write_bytes(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def _holds_manifest(root: Path, digest: str) -> bool:
+    try:
+        return _sha256(root / MANIFEST) == digest
+    except OSError:
+        return False
+
+
+def _write_manifest(out: Path) -> None:
+    """List every file written into ``out`` with its SHA-256: the proof that the library owns them."""
+    files = {p.name: _sha256(p) for p in sorted(out.iterdir()) if p.name != MANIFEST}
+    data = json.dumps({"schema": _MANIFEST_SCHEMA, "files": files}, indent=2).encode("utf-8")
+    _write_bytes(out / MANIFEST, data)
+
+
+def _owned_files(root: Path) -> list[str]:
+    """The entries of ``root`` if this library wrote all of them, unchanged; else PersistenceError.
+
+    A directory saved before manifests existed is accepted when it holds exactly ``router.json`` (of
+    this schema), the files it lists with matching checksums, and optionally ``candidates.json``.
+    """
+    if root.is_symlink() or not root.is_dir():
+        msg = f"{root} exists and is not a directory saved by unirouter; refusing to overwrite it."
+        raise PersistenceError(msg, path=root)
+    try:
+        entries = {p.name: p for p in root.iterdir()}
+    except OSError as e:
+        msg = f"cannot list {root} to check that unirouter wrote it: {e}."
+        raise PersistenceError(msg, path=root) from e
+    expected = _manifest_files(root) if MANIFEST in entries else _legacy_files(root)
+    if expected is None:
+        msg = (
+            f"{root} exists and is not a saved unirouter router (not written by unirouter: no valid "
+            f"{MANIFEST}); refusing to overwrite it. Save elsewhere or remove it yourself."
+        )
+        raise PersistenceError(msg, path=root)
+    unknown = sorted(set(entries) - set(expected) - {MANIFEST})
+    if unknown:
+        msg = (
+            f"{root} holds entries unirouter did not write: {unknown}; refusing to overwrite it (they would be lost). "
+            "Move them out of the router directory, or save elsewhere."
+        )
+        raise PersistenceError(msg, path=root / unknown[0])
+    for name, digest in expected.items():
+        p = entries.get(name)
+        if p is None:
+            continue  # a file the library wrote is already gone: nothing of the user's is at stake
+        if p.is_symlink() or not p.is_file() or (digest is not None and _sha256(p) != digest):
+            msg = (
+                f"{p} was changed since unirouter saved it; refusing to overwrite {root} "
+                "(the change would be lost). Move the file out or save elsewhere."
+            )
+            raise PersistenceError(msg, path=p)
+    return [*expected, MANIFEST] if MANIFEST in entries else list(expected)
+
+
+def _manifest_files(root: Path) -> dict[str, str | None] | None:
+    try:
+        man = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    files = man.get("files") if isinstance(man, dict) and man.get("schema") == _MANIFEST_SCHEMA else None
+    if not isinstance(files, dict) or not all(
+        isinstance(k, str) and Path(k).name == k and not k.startswith(".") and isinstance(v, str) for k, v in files.items()
+    ):
+        return None
+    return dict(files)
+
+
+def _legacy_files(root: Path) -> dict[str, str | None] | None:
+    try:
+        meta = json.loads((root / _META).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(meta, dict) or meta.get("schema") != SCHEMA or not isinstance(meta.get("arrays"), dict):
+        return None
+    out: dict[str, str | None] = {_META: None}
+    for spec in meta["arrays"].values():
+        if not isinstance(spec, dict) or not isinstance(spec.get("file"), str) or Path(spec["file"]).name != spec["file"]:
+            return None
+        out[spec["file"]] = spec.get("sha256") if isinstance(spec.get("sha256"), str) else None
+    if (root / "candidates.json").is_file():
+        out["candidates.json"] = None
+    return out
+
+
+def _remove_owned(root: Path, names: list[str]) -> None:
+    """Delete the files the library wrote in ``root``, then ``root`` if it is empty (never rmtree)."""
+    for name in names:
+        try:
+            (root / name).unlink()
+        except OSError:
+            pass
+    try:
+        root.rmdir()
+    except OSError:
+        try:
+            left = sorted(p.name for p in root.iterdir())
+        except OSError:
+            left = []
+        warnings.warn(
+            f"the replaced router was kept at {root} because it holds entries unirouter did not write: {left}.",
+            UniRouterWarning,
+            stacklevel=3,
+        )
+
+
+def _remove_stale_temporaries(dest: Path) -> None:
+    """Temporary directories of saves to ``dest`` whose process died (killed mid-save)."""
+    prefix = f".{dest.name}.tmp-"
+    for p in dest.parent.glob(f"{glob.escape(prefix)}*"):
+        pid = p.name[len(prefix) :].split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)) or p.is_symlink() or not p.is_dir():
+            continue
+        shutil.rmtree(p, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+# -- putting a finished directory in place ---------------------------------------------------
+_RENAME_NOREPLACE, _RENAME_EXCHANGE = 1, 2
+
+
+def _renameat2(src: Path, dst: Path, flags: int) -> bool:
+    """Linux ``renameat2``: True if done, False if the platform or file system lacks it."""
+    if sys.platform != "linux":
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):  # pragma: no cover - old glibc
+        return False
+    fn.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    at_fdcwd = -100
+    if fn(at_fdcwd, os.fsencode(src), at_fdcwd, os.fsencode(dst), flags) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):  # file system without the flag
+        return False
+    raise OSError(err, os.strerror(err), str(dst))
+
+
+def _put_in_place(tmp: Path, dest: Path, *, overwrite: bool) -> None:
+    """Move the finished ``tmp`` to ``dest``; an existing library-owned ``dest`` is swapped out whole.
+
+    On Linux the swap is one ``renameat2(RENAME_EXCHANGE)``: at every instant ``dest`` holds either
+    the old router or the new one. The old one is checked again *after* the swap (a file added in
+    the meantime is never deleted: the swap is undone and :class:`PersistenceError` raised).
+    """
+    if not dest.exists() and not dest.is_symlink():
+        try:
+            if not _renameat2(tmp, dest, _RENAME_NOREPLACE):
+                os.rename(tmp, dest)  # refuses a non-empty directory created meanwhile
+        except FileExistsError as e:
+            msg = f"{dest} was created by someone else while this router was being saved; nothing was changed."
+            raise PersistenceError(msg, path=dest) from e
+        except OSError as e:
+            if e.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                msg = f"{dest} was created by someone else while this router was being saved; nothing was changed."
+                raise PersistenceError(msg, path=dest) from e
+            raise
+        return
+    if not overwrite:  # created meanwhile
+        msg = f"{dest} already exists; pass overwrite=True to replace the router saved there."
+        raise PersistenceError(msg, path=dest)
+    if _renameat2(tmp, dest, _RENAME_EXCHANGE):
+        old = tmp  # now holds what was at dest
+        try:
+            owned = _owned_files(old)
+        except PersistenceError:
+            if not _renameat2(tmp, dest, _RENAME_EXCHANGE):  # put the user's directory back, untouched
+                msg = f"{dest} changed while saving; the directory that was there is now at {tmp}."
+                raise PersistenceError(msg, path=tmp) from None
+            raise
+        _remove_owned(old, owned)
+        return
+    old = dest.with_name(f".{dest.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    os.rename(dest, old)
+    try:
+        owned = _owned_files(old)
+        os.rename(tmp, dest)
+    except BaseException:
+        os.rename(old, dest)
+        raise
+    _remove_owned(old, owned)
 
 
 def _write(router: Any, out: Path) -> None:

@@ -340,7 +340,7 @@ class Profiler(ParamsMixin):
                 if self.timeout is None:
                     result = await call(prompt)
                 else:
-                    result = await asyncio.wait_for(call(prompt), self.timeout)
+                    result = await _with_timeout(call(prompt), self.timeout)
             except _Interrupted:
                 raise
             except Exception as exc:  # noqa: BLE001 - every error is recorded or retried
@@ -350,6 +350,42 @@ class Profiler(ParamsMixin):
                 continue
             text, usage, cause = _split_output(result)
             return text, usage, cause, attempt
+
+
+async def _with_timeout(coro: Any, timeout: float) -> Any:
+    """``await coro`` for at most ``timeout`` seconds, even if it swallows ``CancelledError``.
+
+    ``asyncio.wait_for`` waits for the cancelled call to finish, so a model that catches
+    ``BaseException`` (a retry wrapper) hangs it forever. Here the call is cancelled and abandoned:
+    it counts as timed out at once, and is cancelled again now and then until it stops, so it
+    cannot keep the event loop from closing.
+    """
+    task = asyncio.ensure_future(coro)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if done:
+        return task.result()
+    _abandon(task, interval=min(float(timeout), 1.0))
+    msg = f"no response within {timeout:g} s"
+    raise TimeoutError(msg)
+
+
+def _abandon(task: asyncio.Future[Any], *, interval: float, tries: int = 100) -> None:
+    """Cancel ``task`` now and every ``interval`` s while it keeps running (at most ``tries`` times)."""
+    loop = asyncio.get_running_loop()
+
+    def cancel(left: int) -> None:
+        if task.done():
+            return
+        task.cancel()
+        if left > 1:
+            loop.call_later(interval, cancel, left - 1)
+
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())  # never "exception was never retrieved"
+    cancel(tries)
 
 
 class _Interrupted(Exception):

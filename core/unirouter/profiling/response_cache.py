@@ -83,7 +83,7 @@ class CachedResponse:
 
 
 def _sha(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def settings_key(settings: Any) -> str:
@@ -171,7 +171,10 @@ class ResponseCache:
         key = (_sha(prompt), settings_key(settings))
         record = {"model": model_id, "prompt_sha256": key[0], "settings": key[1], "text": text,
                   "input_tokens": tin, "output_tokens": tout, "time": round(time.time(), 3)}  # fmt: skip
-        line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+        try:
+            line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate (truncated emoji): \u-escaped, read back exactly
+            line = (json.dumps(record, ensure_ascii=True) + "\n").encode("ascii")
         with self._lock:
             entries = self._entries(model_id)
             handle = self._handles.get(model_id)

@@ -17,6 +17,7 @@ model and never take a lock.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -116,6 +117,38 @@ class RoutingDecision:
         return out
 
 
+class _Memo:
+    """A small thread-safe LRU memo (per pool snapshot): at most ``maxsize`` entries.
+
+    ``choose()`` is called from many threads with many cost weights (a calibration sweep, one
+    weight per request): an unbounded dict grew by ~0.5 GB per 100k weights, and a value written
+    in two steps could be read half-written. Values are stored whole, under a lock.
+    """
+
+    def __init__(self, maxsize: int = 128) -> None:
+        self.maxsize = maxsize
+        self._data: OrderedDict[Any, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Any) -> Any:
+        with self._lock:
+            value = self._data.get(key)
+            if value is not None:
+                self._data.move_to_end(key)
+            return value
+
+    def put(self, key: Any, value: Any) -> Any:
+        with self._lock:
+            self._data[key] = value
+            self._data.move_to_end(key)
+            while len(self._data) > self.maxsize:
+                self._data.popitem(last=False)
+        return value
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
 @dataclass(frozen=True)
 class _Pool:
     """Immutable view of the registered models (swapped atomically on add/remove)."""
@@ -124,7 +157,7 @@ class _Pool:
     psi: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (M, P) error per part
     cost: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))  # (M, P) expected cost per part
     profiles: dict[str, ModelProfile] = field(default_factory=dict)
-    cache: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)  # per-snapshot memo
+    cache: _Memo = field(default_factory=lambda: _Memo(), compare=False, repr=False)  # per-snapshot memo
 
     @property
     def tie_scale(self) -> float:
@@ -428,15 +461,32 @@ class BaseRouter(ParamsMixin):
         w = self._weights(x)
         return w @ psi.T, w @ cost.T, (w if self._has_clusters else None)
 
-    def _columns(self, pool: _Pool, models: Iterable[str] | None, exclude: Iterable[str] | None) -> np.ndarray:
+    def _columns(
+        self, pool: _Pool, models: Iterable[str] | None, exclude: Iterable[str] | None, handle_unknown: str = "error"
+    ) -> np.ndarray:
+        """Columns of ``pool`` to decide among, all read off the one snapshot ``pool``.
+
+        Excluding a name that is not registered is not an error (the model may have just been
+        removed: it is excluded either way). Unknown names in ``models`` raise unless
+        ``handle_unknown="ignore"``.
+        """
+        if handle_unknown not in ("error", "ignore"):
+            msg = f"handle_unknown must be 'error' or 'ignore'. Got {handle_unknown!r}."
+            raise InvalidInputError(msg)
         if models is not None and isinstance(models, str):
             models = [models]
         if exclude is not None and isinstance(exclude, str):
             exclude = [exclude]
-        cols = pool.index(models) if models is not None else np.arange(len(pool.names))
+        if models is None:
+            cols = np.arange(len(pool.names))
+        elif handle_unknown == "ignore":
+            pos = {n: i for i, n in enumerate(pool.names)}
+            cols = np.asarray([pos[n] for n in models if n in pos], dtype=np.int64)
+        else:
+            cols = pool.index(models)
         if exclude is not None:
-            ex = set(pool.index(exclude).tolist())
-            cols = np.asarray([c for c in cols if c not in ex], dtype=np.int64)
+            ex = set(exclude)
+            cols = np.asarray([c for c in cols if pool.names[c] not in ex], dtype=np.int64)
         if cols.size == 0:
             if not pool.names:
                 msg = "no models are registered with this router; add one with add_model(...)."
@@ -468,9 +518,17 @@ class BaseRouter(ParamsMixin):
         gamma, cost, _ = self._gamma_cost(x, pool.psi[cols], pool.cost[cols])
         return gamma, cost, [pool.names[i] for i in cols]
 
+    def _check_choose_input(self, embeddings: Any, cost_weight: Any) -> tuple[np.ndarray, float]:
+        dim = self.embedder_identity_.dim if getattr(self, "embedder_identity_", None) else None
+        return check_embeddings(embeddings, dim=dim), check_cost_weight(cost_weight)
+
     def choose(self, embeddings: np.ndarray, cost_weight: float = 0.0, *, models: Iterable[str] | None = None) -> np.ndarray:
-        """Fast path: index (into ``models`` or the pool) of the chosen model per embedding row."""
+        """Fast path: index (into ``models`` or the pool) of the chosen model per embedding row.
+
+        Thread-safe; inputs are validated (typed errors) like :meth:`route`'s.
+        """
         self._check_fitted()
+        embeddings, cost_weight = self._check_choose_input(embeddings, cost_weight)
         pool = self._pool
         if models is None:
             self._columns(pool, None, None)  # raises UnknownModelError when no model is registered
@@ -488,6 +546,7 @@ class BaseRouter(ParamsMixin):
         models: Iterable[str] | None = None,
         exclude: Iterable[str] | None = None,
         embedding: Any = None,
+        handle_unknown: str = "error",
     ) -> RoutingDecision:
         """Choose a model for one prompt.
 
@@ -499,13 +558,20 @@ class BaseRouter(ParamsMixin):
         models : list of str, optional
             Only consider these models.
         exclude : list of str, optional
-            Never choose these models.
+            Never choose these models (names that are not registered are simply not candidates).
         embedding : array (dim,), optional
             A precomputed embedding instead of ``prompt``.
+        handle_unknown : {"error", "ignore"}
+            What to do with names in ``models`` that are not registered: raise
+            :class:`UnknownModelError`, or leave them out (for callers whose list may be a moment old,
+            e.g. under concurrent ``remove_model``).
+
+        The decision is made on one snapshot of the pool: a model added or removed by another thread
+        meanwhile is either wholly in it or wholly out.
         """
         self._check_fitted()
         x = self._prepare_x(prompt, embedding, single=True)
-        return self._decide(x, cost_weight, models, exclude)[0]
+        return self._decide(x, cost_weight, models, exclude, handle_unknown)[0]
 
     def route_batch(
         self,
@@ -515,20 +581,23 @@ class BaseRouter(ParamsMixin):
         models: Iterable[str] | None = None,
         exclude: Iterable[str] | None = None,
         embeddings: Any = None,
+        handle_unknown: str = "error",
     ) -> list[RoutingDecision]:
         """:meth:`route` for many prompts: one embedding call, one matrix product."""
         self._check_fitted()
         x = self._prepare_x(prompts, embeddings, single=False)
-        return self._decide(x, cost_weight, models, exclude)
+        return self._decide(x, cost_weight, models, exclude, handle_unknown)
 
-    def _decide(self, x: np.ndarray, cost_weight: float | None, models: Any, exclude: Any) -> list[RoutingDecision]:
+    def _decide(
+        self, x: np.ndarray, cost_weight: float | None, models: Any, exclude: Any, handle_unknown: str = "error"
+    ) -> list[RoutingDecision]:
         lam = check_cost_weight(self._default_cost_weight() if cost_weight is None else cost_weight)
-        pool = self._pool
+        pool = self._pool  # one snapshot for the whole decision
         if models is None and exclude is None:  # the common case: no copies of the pool arrays
-            self._columns(pool, None, None)  # raises UnknownModelError when no model is registered
+            self._columns(pool, None, None, handle_unknown)  # raises UnknownModelError when no model is registered
             names, psi, cost_m = pool.names, pool.psi, pool.cost
         else:
-            cols = self._columns(pool, models, exclude)
+            cols = self._columns(pool, models, exclude, handle_unknown)
             names = tuple(pool.names[i] for i in cols)
             psi, cost_m = pool.psi[cols], pool.cost[cols]
         gamma, cost, w = self._gamma_cost(x, psi, cost_m)

@@ -271,19 +271,18 @@ class UniRouter(BaseRouter):
         self._check_fitted()
         if models is not None:
             return super().choose(embeddings, cost_weight, models=models)
-        pool = self._pool
+        embeddings, lam = self._check_choose_input(embeddings, cost_weight)
+        pool = self._pool  # one snapshot
         self._columns(pool, None, None)  # raises UnknownModelError when no model is registered
-        lam = float(cost_weight)
-        key = ("combined", lam)
-        combined = pool.cache.get(key)
-        if combined is None:
+        memo = pool.cache.get(("choose", lam))  # (combined (M, K), best model per cluster (K,)), stored whole
+        if memo is None:
             scale = pool.tie_scale
             combined = pool.psi + (lam + (1e-9 / scale if scale > 0 else 0.0)) * pool.cost  # (M, K)
-            pool.cache[key] = combined
-            pool.cache[("best", lam)] = np.argmin(combined, axis=0)  # best model per cluster
+            memo = pool.cache.put(("choose", lam), (combined, np.argmin(combined, axis=0)))
+        combined, best = memo
         if self._lmap is not None:
             return np.argmin(self._lmap.weights(embeddings) @ combined.T, axis=1)
-        return pool.cache[("best", lam)][self._kmap.assign(embeddings)]
+        return best[self._kmap.assign(embeddings)]
 
     def cluster_of(self, prompts: Sequence[str] | None = None, *, embeddings: Any = None) -> np.ndarray:
         """Index of the most likely cluster of each prompt."""
