@@ -7,6 +7,7 @@ and a decision to the metadata and callback event the plugin reports. No routing
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
@@ -198,13 +199,14 @@ def profiling_call(model: BaseChatModel) -> Callable[[str], Any]:
     profiling runs are easy to filter out of traces. Concurrency, timeouts, retries (of errors with
     ``is_retryable``, e.g. LangChain's ``ModelRateLimitError``) and the response cache are the core
     profiler's, which is why this is a per-prompt call rather than ``abatch(max_concurrency=...)``.
+    A ``functools.partial`` of a module function (not a closure), so pools pickle.
     """
+    return functools.partial(_profile_once, model)
 
-    async def call(prompt: str) -> tuple[str, dict[str, int] | None]:
-        message = await model.ainvoke(prompt, config={"tags": [PROFILING_TAG], "run_name": "unirouter-profile"})
-        return message.text, usage_of(message)
 
-    return call
+async def _profile_once(model: BaseChatModel, prompt: str) -> tuple[str, dict[str, int] | None]:
+    message = await model.ainvoke(prompt, config={"tags": [PROFILING_TAG], "run_name": "unirouter-profile"})
+    return message.text, usage_of(message)
 
 
 def build_pool(

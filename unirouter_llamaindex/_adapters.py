@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Sequence
 from typing import Any, Literal
 
@@ -139,17 +140,20 @@ def mark_retryable(exc: BaseException) -> BaseException:
 
 
 def profiling_call(llm: LLM) -> Callable[[str], Awaitable[tuple[str, Any]]]:
-    """The core profiler's view of ``llm``: one user message through ``achat``, text and usage back."""
+    """The core profiler's view of ``llm``: one user message through ``achat``, text and usage back.
 
-    async def call(prompt: str) -> tuple[str, Any]:
-        try:
-            response = await llm.achat([ChatMessage(role=MessageRole.USER, content=prompt)])
-        except Exception as e:
-            mark_retryable(e)
-            raise
-        return response.message.content or "", usage_of(response)
+    A ``functools.partial`` of a module function (not a closure), so pools pickle.
+    """
+    return functools.partial(_profile_once, llm)
 
-    return call
+
+async def _profile_once(llm: LLM, prompt: str) -> tuple[str, Any]:
+    try:
+        response = await llm.achat([ChatMessage(role=MessageRole.USER, content=prompt)])
+    except Exception as e:
+        mark_retryable(e)
+        raise
+    return response.message.content or "", usage_of(response)
 
 
 # -- results -----------------------------------------------------------------------------------
