@@ -592,16 +592,8 @@ def finish_result(result: Any, record: dict[str, Any]) -> Any:
 def account(pool: CandidatePool, decision: Any, record: dict[str, Any], usage: Any, seconds: float | None) -> None:
     """Book the call in ``pool.savings`` (a ``unirouter.savings.SavingsLedger``), if one is attached,
     and put the entry in the record (so the decision event and metadata carry it)."""
-    ledger = getattr(pool, "savings", None)
-    if ledger is None or record.get("answered_by") is None:
-        return
-    answered = record["answered_by"]
-    entry = ledger.record(
-        decision,
-        answered_by=answered,
-        usage={"input_tokens": int(usage.get("input_tokens", 0)), "output_tokens": int(usage.get("output_tokens", 0))} if usage else None,
-        price=pool.get(answered).cost,
-        routing_seconds=seconds,
-    )
-    record["savings"] = entry.to_dict()
+    from unirouter.savings import book_call
 
+    entry = book_call(pool, decision, answered_by=record.get("answered_by"), usage=usage, routing_seconds=seconds)
+    if entry is not None:
+        record["savings"] = entry

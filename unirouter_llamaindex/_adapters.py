@@ -156,6 +156,20 @@ async def _profile_once(llm: LLM, prompt: str) -> tuple[str, Any]:
     return response.message.content or "", usage_of(response)
 
 
+def account(pool: Any, decision: Any, record: dict[str, Any], result: Any, seconds: float | None) -> None:
+    """Book the call in ``pool.savings`` (if a ledger is attached) and put the entry in the record.
+
+    Streams are booked when they are returned, at the router's expected cost (their usage is not
+    known yet).
+    """
+    from unirouter.savings import book_call
+
+    usage = usage_of(result) if isinstance(result, (ChatResponse, CompletionResponse)) else None
+    entry = book_call(pool, decision, answered_by=record.get("answered_by"), usage=usage, routing_seconds=seconds)
+    if entry is not None:
+        record["savings"] = entry
+
+
 # -- results -----------------------------------------------------------------------------------
 def decision_record(decision: Any, attempts: list[dict[str, Any]]) -> dict[str, Any]:
     """What goes in ``additional_kwargs["unirouter"]``: the decision, who answered, and the attempts."""

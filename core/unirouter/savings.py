@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict
 
 from unirouter.exceptions import InvalidInputError, PersistenceError, UnknownModelError
 
-__all__ = ["SavingsEntry", "SavingsLedger", "SavingsSummary", "top_model"]
+__all__ = ["SavingsEntry", "SavingsLedger", "SavingsSummary", "book_call", "summarise", "top_model"]
 
 
 class SavingsEntry(BaseModel):
@@ -338,6 +338,23 @@ def summarise(entries: Sequence[SavingsEntry], baseline: str, *, session: str | 
         profiling_cost=profiling_cost,
         calls_by_model=counts,
     )
+
+
+def book_call(pool: Any, decision: Any, *, answered_by: str | None, usage: Any = None, routing_seconds: float | None = None) -> dict[str, Any] | None:
+    """Book one plugin call in ``pool.savings`` if a ledger is attached; the entry as a dict, else None.
+
+    ``usage`` is any usage mapping or object the core understands (LangChain ``usage_metadata``,
+    OpenAI ``prompt_tokens``/``completion_tokens``, ...); the answering candidate's cost spec prices it.
+    """
+    from unirouter._response_cache import usage_tokens
+
+    ledger = getattr(pool, "savings", None)
+    if ledger is None or answered_by is None:
+        return None
+    tokens_in, tokens_out = usage_tokens(usage)
+    tokens = None if tokens_in is None and tokens_out is None else {"input_tokens": tokens_in or 0.0, "output_tokens": tokens_out or 0.0}
+    entry = ledger.record(decision, answered_by=answered_by, usage=tokens, price=pool.get(answered_by).cost, routing_seconds=routing_seconds)
+    return entry.to_dict()
 
 
 # -- CLI -----------------------------------------------------------------------------------------
