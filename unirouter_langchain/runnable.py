@@ -12,6 +12,7 @@ from langchain_core.callbacks import (
 )
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import BaseMessage
+from langchain_core.messages.ai import add_usage
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable
 from langchain_core.runnables.config import ensure_config, get_config_list, patch_config
 from pydantic import ConfigDict, Field
@@ -21,6 +22,7 @@ from unirouter_langchain._adapters import (
     DECISION_KEY,
     PoolMethods,
     RoutingInput,
+    account,
     aemit,
     call_options,
     capabilities,
@@ -42,6 +44,26 @@ _NOTHING = object()
 
 def _no_chunks(name: str) -> str:
     return f"model {name!r} streamed no chunks."
+
+
+class _Tally:
+    """Sums the token usage of streamed chunks (for the savings ledger)."""
+
+    def __init__(self) -> None:
+        self.total: Any = None
+
+    def add(self, chunk: Any) -> Any:
+        usage = getattr(chunk, "usage_metadata", None)
+        if usage:
+            self.total = dict(usage) if self.total is None else add_usage(self.total, usage)
+        return chunk
+
+
+def _usage(output: Any) -> Any:
+    """Token usage of an answer (a message, or ``include_raw`` output's raw message)."""
+    if isinstance(output, dict):
+        output = output.get("raw")
+    return getattr(output, "usage_metadata", None)
 
 
 
@@ -163,6 +185,7 @@ class UniRouteRunnable(PoolMethods, RunnableSerializable[LanguageModelInput, Bas
 
         output, attempts = self.pool.run_with_fallbacks(decision, options, call)
         record = decision_record(decision, attempts)
+        account(self.pool, decision, record, _usage(output), None)
         emit(record, patch_config(config, callbacks=run_manager.get_child()))
         return with_record(output, record)
 
@@ -179,6 +202,7 @@ class UniRouteRunnable(PoolMethods, RunnableSerializable[LanguageModelInput, Bas
 
         output, attempts = await self.pool.arun_with_fallbacks(decision, options, call)
         record = decision_record(decision, attempts)
+        account(self.pool, decision, record, _usage(output), None)
         await aemit(record, patch_config(config, callbacks=run_manager.get_child()))
         return with_record(output, record)
 
@@ -210,10 +234,12 @@ class UniRouteRunnable(PoolMethods, RunnableSerializable[LanguageModelInput, Bas
         (first, rest), attempts = self.pool.run_with_fallbacks(decision, options, start)
         record = decision_record(decision, attempts)
         emit(record, patch_config(config, callbacks=run_manager.get_child()))
-        previous = first
+        previous, usage = first, _Tally()
         for chunk in rest:
-            yield previous
+            yield usage.add(previous)
             previous = chunk
+        usage.add(previous)
+        account(self.pool, decision, record, usage.total, None)
         yield with_record(previous, record)
 
     async def _astream_route(
@@ -235,10 +261,12 @@ class UniRouteRunnable(PoolMethods, RunnableSerializable[LanguageModelInput, Bas
         (first, rest), attempts = await self.pool.arun_with_fallbacks(decision, options, start)
         record = decision_record(decision, attempts)
         await aemit(record, patch_config(config, callbacks=run_manager.get_child()))
-        previous = first
+        previous, usage = first, _Tally()
         async for chunk in rest:
-            yield previous
+            yield usage.add(previous)
             previous = chunk
+        usage.add(previous)
+        account(self.pool, decision, record, usage.total, None)
         yield with_record(previous, record)
 
     def stream(self, input: LanguageModelInput, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Any]:
