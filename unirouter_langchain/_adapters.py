@@ -8,6 +8,7 @@ and a decision to the metadata and callback event the plugin reports. No routing
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
@@ -49,6 +50,8 @@ DECISION_EVENT = "unirouter_decision"
 """Name of the custom callback event that carries each routing decision."""
 DECISION_KEY = "__unirouter_decision"
 """``configurable`` slot for a decision made ahead of the call (by ``batch``); never passed on."""
+SECONDS_KEY = "__unirouter_seconds"
+"""``configurable`` slot for the time that decision took (its share of a batch), for the savings ledger."""
 CONFIG_NAMESPACE = "unirouter"
 """``config["configurable"]["unirouter"]`` holds per-call routing options (flat keys: ``unirouter_<option>``)."""
 
@@ -177,9 +180,12 @@ def decide_ahead(
         groups.setdefault(key, []).append((i, text))
     out = list(configs)
     for key, items in groups.items():
+        started = time.perf_counter()
         decisions = pool.decide_batch([text for _, text in items], options[key])
+        share = (time.perf_counter() - started) / len(items)
         for (i, _), decision in zip(items, decisions):
-            out[i] = {**out[i], "configurable": {**(out[i].get("configurable") or {}), DECISION_KEY: decision}}
+            extra = {DECISION_KEY: decision, SECONDS_KEY: share}
+            out[i] = {**out[i], "configurable": {**(out[i].get("configurable") or {}), **extra}}
     return out
 
 

@@ -29,6 +29,7 @@ from unirouter.integration import CandidatePool, RoutingOptions
 from unirouter_langchain._adapters import (
     CONFIG_NAMESPACE,
     DECISION_KEY,
+    SECONDS_KEY,
     PoolMethods,
     RoutingInput,
     account,
@@ -219,6 +220,7 @@ class UniRouteChatModel(PoolMethods, BaseChatModel):
         configurable = config.get("configurable") or {}
         options = call_options(configurable)
         state = _CallState(options, configurable.get(DECISION_KEY), parent)
+        state.seconds = configurable.get(SECONDS_KEY)
         if state.decision is None and decide:
             state.decision = self._decide(input, state, kwargs)
         if state.decision is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -20,6 +21,7 @@ from unirouter.integration import CandidatePool, RoutingOptions
 
 from unirouter_langchain._adapters import (
     DECISION_KEY,
+    SECONDS_KEY,
     PoolMethods,
     RoutingInput,
     account,
@@ -151,8 +153,10 @@ class UniRouteRunnable(PoolMethods, RunnableSerializable[LanguageModelInput, Bas
         decision = configurable.get(DECISION_KEY)
         if decision is None:
             options = self._options(config, kwargs.get("unirouter"), input)
+            started = time.perf_counter()
             decision = self.pool.decide(routing_text(to_messages(input), self.routing_input), options)
-            config["configurable"] = {**configurable, DECISION_KEY: decision}
+            seconds = time.perf_counter() - started
+            config["configurable"] = {**configurable, DECISION_KEY: decision, SECONDS_KEY: seconds}
         config["metadata"] = {**(config.get("metadata") or {}), **run_metadata(decision)}
         return config
 
@@ -161,8 +165,10 @@ class UniRouteRunnable(PoolMethods, RunnableSerializable[LanguageModelInput, Bas
         configurable = config.get("configurable") or {}
         if configurable.get(DECISION_KEY) is None:
             options = self._options(config, kwargs.get("unirouter"), input)
+            started = time.perf_counter()
             decision = await self.pool.adecide(routing_text(to_messages(input), self.routing_input), options)
-            config["configurable"] = {**configurable, DECISION_KEY: decision}
+            seconds = time.perf_counter() - started
+            config["configurable"] = {**configurable, DECISION_KEY: decision, SECONDS_KEY: seconds}
         return self._decided(input, config, kwargs)
 
     def _target(self, name: str) -> Runnable:
@@ -171,7 +177,7 @@ class UniRouteRunnable(PoolMethods, RunnableSerializable[LanguageModelInput, Bas
 
     def _child(self, config: RunnableConfig, run_manager: Any, name: str) -> RunnableConfig:
         child = patch_config(config, callbacks=run_manager.get_child(tag=f"unirouter:{name}"))
-        child["configurable"] = {k: v for k, v in child.get("configurable", {}).items() if k != DECISION_KEY}
+        child["configurable"] = {k: v for k, v in child.get("configurable", {}).items() if k not in (DECISION_KEY, SECONDS_KEY)}
         return child
 
     def _route(self, input: Any, config: RunnableConfig, run_manager: CallbackManagerForChainRun, **kwargs: Any) -> Any:
@@ -185,7 +191,7 @@ class UniRouteRunnable(PoolMethods, RunnableSerializable[LanguageModelInput, Bas
 
         output, attempts = self.pool.run_with_fallbacks(decision, options, call)
         record = decision_record(decision, attempts)
-        account(self.pool, decision, record, _usage(output), None)
+        account(self.pool, decision, record, _usage(output), config.get("configurable", {}).get(SECONDS_KEY))
         emit(record, patch_config(config, callbacks=run_manager.get_child()))
         return with_record(output, record)
 
@@ -202,7 +208,7 @@ class UniRouteRunnable(PoolMethods, RunnableSerializable[LanguageModelInput, Bas
 
         output, attempts = await self.pool.arun_with_fallbacks(decision, options, call)
         record = decision_record(decision, attempts)
-        account(self.pool, decision, record, _usage(output), None)
+        account(self.pool, decision, record, _usage(output), config.get("configurable", {}).get(SECONDS_KEY))
         await aemit(record, patch_config(config, callbacks=run_manager.get_child()))
         return with_record(output, record)
 
@@ -239,7 +245,7 @@ class UniRouteRunnable(PoolMethods, RunnableSerializable[LanguageModelInput, Bas
             yield usage.add(previous)
             previous = chunk
         usage.add(previous)
-        account(self.pool, decision, record, usage.total, None)
+        account(self.pool, decision, record, usage.total, config.get("configurable", {}).get(SECONDS_KEY))
         yield with_record(previous, record)
 
     async def _astream_route(
@@ -266,7 +272,7 @@ class UniRouteRunnable(PoolMethods, RunnableSerializable[LanguageModelInput, Bas
             yield usage.add(previous)
             previous = chunk
         usage.add(previous)
-        account(self.pool, decision, record, usage.total, None)
+        account(self.pool, decision, record, usage.total, config.get("configurable", {}).get(SECONDS_KEY))
         yield with_record(previous, record)
 
     def stream(self, input: LanguageModelInput, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Any]:
