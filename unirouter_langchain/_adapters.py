@@ -250,11 +250,13 @@ def _check_model(name: str, model: Any) -> None:
 
 
 def add_model(pool: CandidatePool, name: str, model: Any, *, cost: Any = None, replace: bool = False) -> Any:
+    """Check that ``model`` is a chat model, then add it to ``pool`` (profiling it if needed)."""
     _check_model(name, model)
     return pool.add(name, model, profiling_call(model), cost=cost, replace=replace)
 
 
 async def aadd_model(pool: CandidatePool, name: str, model: Any, *, cost: Any = None, replace: bool = False) -> Any:
+    """Async :func:`add_model`."""
     _check_model(name, model)
     return await pool.aadd(name, model, profiling_call(model), cost=cost, replace=replace)
 
@@ -313,6 +315,7 @@ def emit(record: dict[str, Any], config: Any) -> None:
 
 
 async def aemit(record: dict[str, Any], config: Any) -> None:
+    """Async :func:`emit`."""
     try:
         await adispatch_custom_event(DECISION_EVENT, record, config=config)
     except RuntimeError:

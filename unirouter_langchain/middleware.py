@@ -177,6 +177,7 @@ if ModelRouterMiddleware is not None:
 else:  # pragma: no cover
 
     def model_router_middleware(*args: Any, **kwargs: Any) -> Any:
+        """Unavailable: this langchain has no ``ModelRouterMiddleware`` (use :class:`UniRouteMiddleware`)."""
         msg = "model_router_middleware needs langchain >= 1.5 (ModelRouterMiddleware); use UniRouteMiddleware."
         raise ImportError(msg)
 

@@ -55,6 +55,7 @@ class _Tally:
         self.total: Any = None
 
     def add(self, chunk: Any) -> Any:
+        """Count ``chunk``'s usage; return the chunk unchanged."""
         usage = getattr(chunk, "usage_metadata", None)
         if usage:
             self.total = dict(usage) if self.total is None else add_usage(self.total, usage)
@@ -325,6 +326,7 @@ class UniRouteRunnable(PoolMethods, RunnableSerializable[LanguageModelInput, Bas
         return_exceptions: bool = False,
         **kwargs: Any,
     ) -> list[BaseMessage]:
+        """Async :meth:`batch`."""
         if not inputs:
             return []
         configs = get_config_list(config, len(inputs))

@@ -49,10 +49,12 @@ class UniRouteDecisionEvent(BaseEvent):
 
     @classmethod
     def class_name(cls) -> str:
+        """LlamaIndex's event name."""
         return "UniRouteDecisionEvent"
 
 
 def emit(source: str, record: dict[str, Any]) -> None:
+    """Dispatch a :class:`UniRouteDecisionEvent` to LlamaIndex instrumentation handlers."""
     dispatcher.event(UniRouteDecisionEvent(source=source, record=record))
 
 
@@ -101,6 +103,7 @@ def messages_to_text(messages: Sequence[ChatMessage], how: RoutingInput = "last_
 def tools_routing_text(
     user_msg: str | ChatMessage | None, chat_history: Sequence[ChatMessage] | None, how: RoutingInput = "last_user"
 ) -> str:
+    """The routing text of a tool call: the history plus the new user message."""
     messages = list(chat_history or [])
     if user_msg is not None:
         messages.append(user_msg if isinstance(user_msg, ChatMessage) else ChatMessage(role="user", content=user_msg))
@@ -108,6 +111,7 @@ def tools_routing_text(
 
 
 def require_text(text: str, what: str) -> str:
+    """``text`` if it is a non-empty string, else a typed error naming ``what``."""
     if not isinstance(text, str) or not text.strip():
         msg = f"{what} has no text to route on. Got {text!r}; give a non-empty prompt or user message."
         raise InvalidInputError(msg)
@@ -198,6 +202,7 @@ def tag(result: Any, info: dict[str, Any]) -> Any:
 
 
 def answered_by(response: Any) -> str | None:
+    """The candidate that wrote ``response`` (from its decision record), or None."""
     info = getattr(response, "additional_kwargs", {}).get(METADATA_KEY)
     return info.get("answered_by") if isinstance(info, dict) else None
 

@@ -145,6 +145,7 @@ class UniRouteLLM(LLM):
 
     @classmethod
     def class_name(cls) -> str:
+        """LlamaIndex's serialisation name."""
         return "UniRouteLLM"
 
     # -- the candidate pool --------------------------------------------------------------------
@@ -155,6 +156,7 @@ class UniRouteLLM(LLM):
 
     @property
     def router(self) -> Any:
+        """The fitted router behind the pool."""
         return self._pool.router
 
     @property
@@ -348,39 +350,47 @@ class UniRouteLLM(LLM):
     # -- LLM interface: every method routes, then delegates to the chosen model --------------------
     @llm_chat_callback()
     def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        """Route the conversation and return the chosen LLM's ``chat`` answer (decision in ``additional_kwargs``)."""
         return self._call("chat", self._text(messages), lambda m, kw: m.chat(messages, **kw), kwargs)
 
     @llm_chat_callback()
     async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        """Async :meth:`chat` (the embedding runs in a worker thread)."""
         return await self._acall("achat", self._text(messages), lambda m, kw: m.achat(messages, **kw), kwargs)
 
     @llm_chat_callback()
     def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
+        """Route, then stream the chosen LLM's chat (primed: a failure before the first chunk falls back)."""
         fn = lambda m, kw: ad.prime(m.stream_chat(messages, **kw))  # noqa: E731
         return self._call("stream_chat", self._text(messages), fn, kwargs)
 
     @llm_chat_callback()
     async def astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
+        """Async :meth:`stream_chat`."""
         fn = lambda m, kw: ad.aprime(m.astream_chat(messages, **kw))  # noqa: E731
         return await self._acall("astream_chat", self._text(messages), fn, kwargs)
 
     @llm_completion_callback()
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        """Route the prompt and return the chosen LLM's completion."""
         fn = lambda m, kw: m.complete(prompt, formatted=formatted, **kw)  # noqa: E731
         return self._call("complete", prompt, fn, kwargs)
 
     @llm_completion_callback()
     async def acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        """Async :meth:`complete`."""
         fn = lambda m, kw: m.acomplete(prompt, formatted=formatted, **kw)  # noqa: E731
         return await self._acall("acomplete", prompt, fn, kwargs)
 
     @llm_completion_callback()
     def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
+        """Route, then stream the chosen LLM's completion (primed, so it can fall back)."""
         fn = lambda m, kw: ad.prime(m.stream_complete(prompt, formatted=formatted, **kw))  # noqa: E731
         return self._call("stream_complete", prompt, fn, kwargs)
 
     @llm_completion_callback()
     async def astream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseAsyncGen:
+        """Async :meth:`stream_complete`."""
         fn = lambda m, kw: ad.aprime(m.astream_complete(prompt, formatted=formatted, **kw))  # noqa: E731
         return await self._acall("astream_complete", prompt, fn, kwargs)
 
@@ -395,6 +405,7 @@ class UniRouteLLM(LLM):
         tool_required: bool = False,
         **kwargs: Any,
     ) -> ChatResponse:
+        """Route among the function-calling candidates, then delegate the whole tool call to the chosen one."""
         args = {"user_msg": user_msg, "chat_history": chat_history, "verbose": verbose,
                 "allow_parallel_tool_calls": allow_parallel_tool_calls, "tool_required": tool_required}  # fmt: skip
         fn = lambda m, kw: m.chat_with_tools(tools, **args, **kw)  # noqa: E731
@@ -410,6 +421,7 @@ class UniRouteLLM(LLM):
         tool_required: bool = False,
         **kwargs: Any,
     ) -> ChatResponse:
+        """Async :meth:`chat_with_tools`."""
         args = {"user_msg": user_msg, "chat_history": chat_history, "verbose": verbose,
                 "allow_parallel_tool_calls": allow_parallel_tool_calls, "tool_required": tool_required}  # fmt: skip
         fn = lambda m, kw: m.achat_with_tools(tools, **args, **kw)  # noqa: E731
@@ -425,6 +437,7 @@ class UniRouteLLM(LLM):
         tool_required: bool = False,
         **kwargs: Any,
     ) -> ChatResponseGen:
+        """Streaming :meth:`chat_with_tools`."""
         args = {"user_msg": user_msg, "chat_history": chat_history, "verbose": verbose,
                 "allow_parallel_tool_calls": allow_parallel_tool_calls, "tool_required": tool_required}  # fmt: skip
         fn = lambda m, kw: ad.prime(m.stream_chat_with_tools(tools, **args, **kw))  # noqa: E731
@@ -440,6 +453,7 @@ class UniRouteLLM(LLM):
         tool_required: bool = False,
         **kwargs: Any,
     ) -> ChatResponseAsyncGen:
+        """Async streaming :meth:`chat_with_tools`."""
         args = {"user_msg": user_msg, "chat_history": chat_history, "verbose": verbose,
                 "allow_parallel_tool_calls": allow_parallel_tool_calls, "tool_required": tool_required}  # fmt: skip
         fn = lambda m, kw: ad.aprime(m.astream_chat_with_tools(tools, **args, **kw))  # noqa: E731
@@ -497,4 +511,5 @@ class UniRouteFunctionCallingLLM(UniRouteLLM, FunctionCallingLLM):
 
     @classmethod
     def class_name(cls) -> str:
+        """LlamaIndex's serialisation name."""
         return "UniRouteFunctionCallingLLM"
