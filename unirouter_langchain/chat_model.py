@@ -119,24 +119,37 @@ class UniRouteChatModel(PoolMethods, BaseChatModel):
         (tool results are not user messages), so a run stays on one model unless that model fails;
         ``routing_input="conversation"`` lets later steps move as tool results come in.
 
-    ??? info "Tools and structured output"
+    ??? info "Tools, images and structured output (capabilities)"
 
         ``bind_tools`` stores the tools (OpenAI format) and replays ``bind_tools`` on the chosen
         model; ``with_structured_output`` routes, then calls the chosen model's own
-        ``with_structured_output``. A candidate that cannot do it raises, and the next one is tried.
+        ``with_structured_output``. Such calls (and inputs with image parts) are routed only among
+        candidates that can serve them, read from each model's LangChain ``profile``
+        (``tool_calling``, ``structured_output``, ``image_inputs``) or, without one, from whether
+        its class implements ``bind_tools``. ``required_capabilities`` adds needs to every call.
 
-    ??? info "Token usage"
+    ??? info "One run per call: streaming, token usage and tracing"
 
-        Tokens are counted once, on the chosen model's own run (a child run tagged
-        ``unirouter:<name>``, attributed to the real model). The router's message carries the same
-        numbers in ``response_metadata["unirouter"]["usage"]`` instead of ``usage_metadata``, so
-        ``get_usage_metadata_callback`` and tracing do not count them twice.
+        The decision is made before the chat-model run starts, and the chosen model runs *inside*
+        that run (its own ``_generate``/``_stream``, cache and rate limiter included), so there is
+        exactly one chat-model run per call:
 
-    ??? info "Streaming"
+        * ``astream_events`` and LCEL streaming emit each token once;
+        * ``AIMessage.usage_metadata`` carries the chosen model's usage, counted once by
+          ``get_usage_metadata_callback`` and attributed to the real model
+          (``response_metadata["model_name"]``);
+        * the run starts with the chosen model's ``ls_provider``/``ls_model_name``, the tag
+          ``unirouter:<model>`` and the decision in its metadata (``unirouter_model``,
+          ``unirouter_decision``); the final record (who answered, fallback attempts, usage,
+          savings) is in the outputs (``llm_output["unirouter"]`` and the message's
+          ``response_metadata["unirouter"]``) and in the ``unirouter_decision`` custom event.
 
-        ``stream``/``astream`` stream the chosen model's chunks (fallback happens only before the
-        first chunk). Implicit streaming (``astream_events``, LangGraph ``"messages"``) goes
-        through ``_generate``, where the chosen model streams in its own child run.
+        Streams fall back only before the first chunk.
+
+    ??? info "Savings"
+
+        ``unirouter.savings.SavingsLedger.for_pool(chat)`` books every call against always using
+        the best model; each record then carries its entry under ``"savings"``.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
