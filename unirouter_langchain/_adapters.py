@@ -289,20 +289,14 @@ def decision_record(decision: Any, attempts: list[dict[str, Any]], *, usage: dic
     return record
 
 
-def with_record(output: Any, record: dict[str, Any], *, move_usage: bool = False) -> Any:
-    """``output`` with the record in ``response_metadata["unirouter"]`` (messages only).
-
-    With ``move_usage`` the token usage moves from ``usage_metadata`` into the record, so a run
-    nested around the chosen model's own run does not report the same tokens twice.
-    """
+def with_record(output: Any, record: dict[str, Any]) -> Any:
+    """``output`` with the record in ``response_metadata["unirouter"]`` (messages, and the raw
+    message of ``with_structured_output(..., include_raw=True)`` outputs)."""
     if isinstance(output, Mapping) and isinstance(output.get("raw"), BaseMessage):  # include_raw=True
-        return {**output, "raw": with_record(output["raw"], record, move_usage=move_usage)}
+        return {**output, "raw": with_record(output["raw"], record)}
     if not isinstance(output, BaseMessage):
         return output
     update: dict[str, Any] = {"response_metadata": {**output.response_metadata, CONFIG_NAMESPACE: record}}
-    if move_usage and isinstance(output, AIMessage) and output.usage_metadata:
-        record["usage"] = dict(output.usage_metadata)
-        update["usage_metadata"] = None
     return output.model_copy(update=update)
 
 
