@@ -7,6 +7,8 @@ and a decision to the metadata and callback event the plugin reports. No routing
 
 from __future__ import annotations
 
+import functools
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
@@ -48,6 +50,8 @@ DECISION_EVENT = "unirouter_decision"
 """Name of the custom callback event that carries each routing decision."""
 DECISION_KEY = "__unirouter_decision"
 """``configurable`` slot for a decision made ahead of the call (by ``batch``); never passed on."""
+SECONDS_KEY = "__unirouter_seconds"
+"""``configurable`` slot for the time that decision took (its share of a batch), for the savings ledger."""
 CONFIG_NAMESPACE = "unirouter"
 """``config["configurable"]["unirouter"]`` holds per-call routing options (flat keys: ``unirouter_<option>``)."""
 
@@ -148,18 +152,26 @@ def call_options(configurable: Mapping[str, Any] | None, override: Any = None) -
 
 
 def decide_ahead(
-    pool: CandidatePool, routing_input: RoutingInput, inputs: Sequence[Any], configs: list[Any], override: Any
+    pool: CandidatePool,
+    routing_input: RoutingInput,
+    inputs: Sequence[Any],
+    configs: list[Any],
+    override: Any,
+    needs: Callable[[Any], set[str]] | None = None,
 ) -> list[Any]:
     """``configs`` carrying decisions made with one embedding call per distinct set of options.
 
     Inputs whose text or options are invalid keep their config: their own call raises the error, so
-    ``batch(..., return_exceptions=True)`` reports it for that input only.
+    ``batch(..., return_exceptions=True)`` reports it for that input only. ``needs(input)`` names
+    the capabilities an input requires (only capable candidates are ranked for it).
     """
     groups: dict[str, list[tuple[int, str]]] = {}
     options: dict[str, RoutingOptions] = {}
     for i, (value, config) in enumerate(zip(inputs, configs)):
         try:
             opts = pool.resolve(call_options(config.get("configurable"), override))
+            if needs is not None:
+                opts = restrict(pool, opts, needs(value), capabilities)
             text = routing_text(to_messages(value), routing_input)
         except Exception:  # noqa: BLE001, S112 - re-raised by this input's own call
             continue
@@ -168,9 +180,12 @@ def decide_ahead(
         groups.setdefault(key, []).append((i, text))
     out = list(configs)
     for key, items in groups.items():
+        started = time.perf_counter()
         decisions = pool.decide_batch([text for _, text in items], options[key])
+        share = (time.perf_counter() - started) / len(items)
         for (i, _), decision in zip(items, decisions):
-            out[i] = {**out[i], "configurable": {**(out[i].get("configurable") or {}), DECISION_KEY: decision}}
+            extra = {DECISION_KEY: decision, SECONDS_KEY: share}
+            out[i] = {**out[i], "configurable": {**(out[i].get("configurable") or {}), **extra}}
     return out
 
 
@@ -190,13 +205,14 @@ def profiling_call(model: BaseChatModel) -> Callable[[str], Any]:
     profiling runs are easy to filter out of traces. Concurrency, timeouts, retries (of errors with
     ``is_retryable``, e.g. LangChain's ``ModelRateLimitError``) and the response cache are the core
     profiler's, which is why this is a per-prompt call rather than ``abatch(max_concurrency=...)``.
+    A ``functools.partial`` of a module function (not a closure), so pools pickle.
     """
+    return functools.partial(_profile_once, model)
 
-    async def call(prompt: str) -> tuple[str, dict[str, int] | None]:
-        message = await model.ainvoke(prompt, config={"tags": [PROFILING_TAG], "run_name": "unirouter-profile"})
-        return message.text, usage_of(message)
 
-    return call
+async def _profile_once(model: BaseChatModel, prompt: str) -> tuple[str, dict[str, int] | None]:
+    message = await model.ainvoke(prompt, config={"tags": [PROFILING_TAG], "run_name": "unirouter-profile"})
+    return message.text, usage_of(message)
 
 
 def build_pool(
@@ -234,11 +250,13 @@ def _check_model(name: str, model: Any) -> None:
 
 
 def add_model(pool: CandidatePool, name: str, model: Any, *, cost: Any = None, replace: bool = False) -> Any:
+    """Check that ``model`` is a chat model, then add it to ``pool`` (profiling it if needed)."""
     _check_model(name, model)
     return pool.add(name, model, profiling_call(model), cost=cost, replace=replace)
 
 
 async def aadd_model(pool: CandidatePool, name: str, model: Any, *, cost: Any = None, replace: bool = False) -> Any:
+    """Async :func:`add_model`."""
     _check_model(name, model)
     return await pool.aadd(name, model, profiling_call(model), cost=cost, replace=replace)
 
@@ -271,18 +289,14 @@ def decision_record(decision: Any, attempts: list[dict[str, Any]], *, usage: dic
     return record
 
 
-def with_record(output: Any, record: dict[str, Any], *, move_usage: bool = False) -> Any:
-    """``output`` with the record in ``response_metadata["unirouter"]`` (messages only).
-
-    With ``move_usage`` the token usage moves from ``usage_metadata`` into the record, so a run
-    nested around the chosen model's own run does not report the same tokens twice.
-    """
+def with_record(output: Any, record: dict[str, Any]) -> Any:
+    """``output`` with the record in ``response_metadata["unirouter"]`` (messages, and the raw
+    message of ``with_structured_output(..., include_raw=True)`` outputs)."""
+    if isinstance(output, Mapping) and isinstance(output.get("raw"), BaseMessage):  # include_raw=True
+        return {**output, "raw": with_record(output["raw"], record)}
     if not isinstance(output, BaseMessage):
         return output
     update: dict[str, Any] = {"response_metadata": {**output.response_metadata, CONFIG_NAMESPACE: record}}
-    if move_usage and isinstance(output, AIMessage) and output.usage_metadata:
-        record["usage"] = dict(output.usage_metadata)
-        update["usage_metadata"] = None
     return output.model_copy(update=update)
 
 
@@ -295,6 +309,7 @@ def emit(record: dict[str, Any], config: Any) -> None:
 
 
 async def aemit(record: dict[str, Any], config: Any) -> None:
+    """Async :func:`emit`."""
     try:
         await adispatch_custom_event(DECISION_EVENT, record, config=config)
     except RuntimeError:
@@ -413,3 +428,175 @@ class PoolMethods:
             profile_kwargs=profile_kwargs,
         )
         return cls(pool=pool, **kwargs)
+
+
+# -- running the chosen model inside the router's own run ---------------------------------------
+def run_metadata(decision: Any) -> dict[str, Any]:
+    """Run metadata describing a decision (kept by every tracer, LangSmith's included)."""
+    return {"unirouter_model": decision.model, "unirouter_decision": decision.to_dict()}
+
+
+def has_images(messages: Sequence[BaseMessage]) -> bool:
+    """Whether any message carries an image part (OpenAI ``image_url`` or standard ``image`` blocks)."""
+    for m in messages:
+        if isinstance(m.content, list):
+            for part in m.content:
+                if isinstance(part, Mapping) and part.get("type") in ("image_url", "image", "input_image"):
+                    return True
+    return False
+
+
+def capabilities(model: Any) -> set[str]:
+    """What a candidate can serve: ``tool_calling``, ``structured_output``, ``image_inputs``.
+
+    Read from the model's LangChain ``profile`` (``model.profile = {"tool_calling": False, ...}``
+    declares it) and, where the profile is silent, from its class: a chat model that does not
+    override ``bind_tools`` cannot call tools. Image support is assumed unless the profile
+    says otherwise (few fakes and wrappers carry a profile).
+    """
+    profile = dict(getattr(model, "profile", None) or {})
+    tools = profile["tool_calling"] if "tool_calling" in profile else type(model).bind_tools is not BaseChatModel.bind_tools
+    if "structured_output" in profile:
+        structured = profile["structured_output"]
+    else:
+        structured = tools or type(model).with_structured_output is not BaseChatModel.with_structured_output
+    caps = {"text_inputs"}
+    if tools:
+        caps.add("tool_calling")
+    if structured:
+        caps.add("structured_output")
+    if profile.get("image_inputs", True):
+        caps.add("image_inputs")
+    return caps
+
+
+def restrict(pool: CandidatePool, options: RoutingOptions, needs: set[str], capabilities_of: Callable[[Any], set[str]]) -> RoutingOptions:
+    """``options`` limited to the candidates that have every capability in ``needs``."""
+    from unirouter.integration.capabilities import restrict_to_capable
+
+    return restrict_to_capable(pool, options, needs, capabilities_of)
+
+
+def as_chunk(message: BaseMessage) -> Any:
+    """A whole ``AIMessage`` as one ``AIMessageChunk`` (for models that do not stream)."""
+    import json
+
+    from langchain_core.messages import AIMessageChunk
+    from langchain_core.messages.tool import tool_call_chunk
+
+    if isinstance(message, AIMessageChunk):
+        return message
+    calls = getattr(message, "tool_calls", None) or []
+    return AIMessageChunk(
+        content=message.content,
+        additional_kwargs=message.additional_kwargs,
+        response_metadata=message.response_metadata,
+        id=message.id,
+        usage_metadata=getattr(message, "usage_metadata", None),
+        tool_call_chunks=[
+            tool_call_chunk(name=c["name"], args=json.dumps(c["args"]), id=c.get("id"), index=i) for i, c in enumerate(calls)
+        ],
+    )
+
+
+def direct_target(model: Any, tools: Mapping[str, Any] | None, kwargs: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """(model, call arguments) for the chosen model, with tools bound the model's own way.
+
+    ``bind_tools`` usually returns a ``RunnableBinding`` over the model: its arguments are merged
+    into the call so the model can still be run inside the router's run (no nested run).
+    """
+    from langchain_core.runnables import RunnableBinding
+
+    if tools is None:
+        return model, dict(kwargs)
+    spec = dict(tools)
+    bound = model.bind_tools(spec.pop("tools"), **spec)
+    if isinstance(bound, RunnableBinding) and isinstance(bound.bound, BaseChatModel):
+        return bound.bound, {**bound.kwargs, **kwargs}
+    return bound, dict(kwargs)
+
+
+def run_generate(model: Any, messages: list[BaseMessage], kwargs: dict[str, Any]) -> Any:
+    """The chosen model's ``ChatResult``, computed inside the router's run.
+
+    ``_generate_with_cache`` is what the model's own ``invoke`` runs once its run has started
+    (its cache and rate limiter included); calling it directly means no second chat-model run,
+    so tokens are streamed and counted once. A bound non-chat-model runnable is invoked.
+    """
+    from langchain_core.outputs import ChatGeneration, ChatResult
+
+    kwargs = dict(kwargs)
+    if isinstance(model, BaseChatModel):
+        stop = kwargs.pop("stop", None)
+        return model._generate_with_cache(messages, stop=stop, run_manager=None, **kwargs)
+    return ChatResult(generations=[ChatGeneration(message=model.invoke(messages, **kwargs))])
+
+
+async def arun_generate(model: Any, messages: list[BaseMessage], kwargs: dict[str, Any]) -> Any:
+    """Async :func:`run_generate`."""
+    from langchain_core.outputs import ChatGeneration, ChatResult
+
+    kwargs = dict(kwargs)
+    if isinstance(model, BaseChatModel):
+        stop = kwargs.pop("stop", None)
+        return await model._agenerate_with_cache(messages, stop=stop, run_manager=None, **kwargs)
+    return ChatResult(generations=[ChatGeneration(message=await model.ainvoke(messages, **kwargs))])
+
+
+def run_stream(model: Any, messages: list[BaseMessage], kwargs: dict[str, Any]) -> Any:
+    """The chosen model's ``ChatGenerationChunk`` stream, inside the router's run.
+
+    Models that cannot stream (or have streaming disabled) yield their whole answer once.
+    """
+    from langchain_core.outputs import ChatGenerationChunk
+
+    kwargs = dict(kwargs)
+    if isinstance(model, BaseChatModel) and model._should_stream(async_api=False, stream=True, **kwargs):
+        stop = kwargs.pop("stop", None)
+        if model.rate_limiter:
+            model.rate_limiter.acquire(blocking=True)
+        yield from model._stream(messages, stop=stop, **kwargs)
+        return
+    result = run_generate(model, messages, kwargs)
+    yield ChatGenerationChunk(message=as_chunk(result.generations[0].message))
+
+
+async def arun_stream(model: Any, messages: list[BaseMessage], kwargs: dict[str, Any]) -> Any:
+    """Async :func:`run_stream`."""
+    from langchain_core.outputs import ChatGenerationChunk
+
+    kwargs = dict(kwargs)
+    if isinstance(model, BaseChatModel) and model._should_stream(async_api=True, stream=True, **kwargs):
+        stop = kwargs.pop("stop", None)
+        if model.rate_limiter:
+            await model.rate_limiter.aacquire(blocking=True)
+        async for chunk in model._astream(messages, stop=stop, **kwargs):
+            yield chunk
+        return
+    result = await arun_generate(model, messages, kwargs)
+    yield ChatGenerationChunk(message=as_chunk(result.generations[0].message))
+
+
+def finish_result(result: Any, record: dict[str, Any]) -> Any:
+    """``result`` with the record in the message's ``response_metadata`` and in ``llm_output``.
+
+    Usage stays in ``usage_metadata``: the router's run is the only chat-model run of the call.
+    """
+    from langchain_core.outputs import ChatResult
+
+    generations = []
+    for g in result.generations:
+        message = with_record(g.message, record)
+        generations.append(g.model_copy(update={"message": message}))
+    llm_output = {**(result.llm_output or {}), CONFIG_NAMESPACE: record}
+    return ChatResult(generations=generations, llm_output=llm_output)
+
+
+def account(pool: CandidatePool, decision: Any, record: dict[str, Any], usage: Any, seconds: float | None) -> None:
+    """Book the call in ``pool.savings`` (a ``unirouter.integration.savings.SavingsLedger``), if one is attached,
+    and put the entry in the record (so the decision event and metadata carry it)."""
+    from unirouter.integration.savings import book_call
+
+    entry = book_call(pool, decision, answered_by=record.get("answered_by"), usage=usage, routing_seconds=seconds)
+    if entry is not None:
+        record["savings"] = entry

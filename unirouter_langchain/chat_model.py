@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import json
+import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from types import SimpleNamespace
 from typing import Any
@@ -18,8 +18,7 @@ from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.language_models.base import LangSmithParams
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.ai import add_usage
-from langchain_core.messages.tool import tool_call_chunk
-from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import ensure_config, get_config_list
 from langchain_core.utils.function_calling import convert_to_openai_tool
@@ -28,17 +27,30 @@ from unirouter import InvalidInputError
 from unirouter.integration import CandidatePool, RoutingOptions
 
 from unirouter_langchain._adapters import (
+    CONFIG_NAMESPACE,
     DECISION_KEY,
+    SECONDS_KEY,
     PoolMethods,
     RoutingInput,
+    account,
     aemit,
+    arun_generate,
+    arun_stream,
     call_options,
+    capabilities,
     child_callbacks,
     decide_ahead,
     decision_record,
+    direct_target,
     emit,
+    finish_result,
+    has_images,
+    restrict,
     routing_text,
-    with_record,
+    run_generate,
+    run_metadata,
+    run_stream,
+    to_messages,
 )
 from unirouter_langchain.runnable import UniRouteRunnable
 
@@ -53,17 +65,19 @@ class _CallState:
     A plain object (not a dataclass) with a short ``repr``: it travels in the call arguments, which
     tracers record, and must not be deep-copied with the callback handlers it refers to.
 
-    ``options``: routing options from ``config["configurable"]``; ``decision``: made ahead by
-    ``batch``; ``parent``: the run ``stream``/``astream`` opened (langchain-core does not hand its run
-    manager to ``_stream``), so the chosen model still runs as its child.
+    ``options``: routing options from ``config["configurable"]``; ``decision``: made before the run
+    started (by ``invoke``/``stream`` or ahead by ``batch``); ``parent``: the run about to start
+    (langchain-core does not hand its run manager to ``_stream``), so the decision event attaches
+    to it; ``seconds``: time spent deciding (for the savings ledger).
     """
 
-    __slots__ = ("decision", "options", "parent")
+    __slots__ = ("decision", "options", "parent", "seconds")
 
     def __init__(self, options: Mapping[str, Any], decision: Any = None, parent: Any = None) -> None:
         self.options = options
         self.decision = decision
         self.parent = parent
+        self.seconds: float | None = None
 
     def __repr__(self) -> str:  # shows in traced invocation params and LLM-cache keys
         return f"unirouter({dict(self.options)!r})"
@@ -105,24 +119,37 @@ class UniRouteChatModel(PoolMethods, BaseChatModel):
         (tool results are not user messages), so a run stays on one model unless that model fails;
         ``routing_input="conversation"`` lets later steps move as tool results come in.
 
-    ??? info "Tools and structured output"
+    ??? info "Tools, images and structured output (capabilities)"
 
         ``bind_tools`` stores the tools (OpenAI format) and replays ``bind_tools`` on the chosen
         model; ``with_structured_output`` routes, then calls the chosen model's own
-        ``with_structured_output``. A candidate that cannot do it raises, and the next one is tried.
+        ``with_structured_output``. Such calls (and inputs with image parts) are routed only among
+        candidates that can serve them, read from each model's LangChain ``profile``
+        (``tool_calling``, ``structured_output``, ``image_inputs``) or, without one, from whether
+        its class implements ``bind_tools``. ``required_capabilities`` adds needs to every call.
 
-    ??? info "Token usage"
+    ??? info "One run per call: streaming, token usage and tracing"
 
-        Tokens are counted once, on the chosen model's own run (a child run tagged
-        ``unirouter:<name>``, attributed to the real model). The router's message carries the same
-        numbers in ``response_metadata["unirouter"]["usage"]`` instead of ``usage_metadata``, so
-        ``get_usage_metadata_callback`` and tracing do not count them twice.
+        The decision is made before the chat-model run starts, and the chosen model runs *inside*
+        that run (its own ``_generate``/``_stream``, cache and rate limiter included), so there is
+        exactly one chat-model run per call:
 
-    ??? info "Streaming"
+        * ``astream_events`` and LCEL streaming emit each token once;
+        * ``AIMessage.usage_metadata`` carries the chosen model's usage, counted once by
+          ``get_usage_metadata_callback`` and attributed to the real model
+          (``response_metadata["model_name"]``);
+        * the run starts with the chosen model's ``ls_provider``/``ls_model_name``, the tag
+          ``unirouter:<model>`` and the decision in its metadata (``unirouter_model``,
+          ``unirouter_decision``); the final record (who answered, fallback attempts, usage,
+          savings) is in the outputs (``llm_output["unirouter"]`` and the message's
+          ``response_metadata["unirouter"]``) and in the ``unirouter_decision`` custom event.
 
-        ``stream``/``astream`` stream the chosen model's chunks (fallback happens only before the
-        first chunk). Implicit streaming (``astream_events``, LangGraph ``"messages"``) goes
-        through ``_generate``, where the chosen model streams in its own child run.
+        Streams fall back only before the first chunk.
+
+    ??? info "Savings"
+
+        ``unirouter.integration.savings.SavingsLedger.for_pool(chat)`` books every call against always using
+        the best model; each record then carries its entry under ``"savings"``.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -139,11 +166,21 @@ class UniRouteChatModel(PoolMethods, BaseChatModel):
     """Default stop sequences, passed to the chosen model."""
     streaming: bool = False
     """Accepted for compatibility; ``stream``/``astream`` always stream the chosen model."""
+    required_capabilities: tuple[str, ...] = ()
+    """Capabilities every call needs (``"tool_calling"``, ``"structured_output"``, ``"image_inputs"``);
+    calls with tools or images add theirs. Only capable candidates are ranked."""
 
     # -- identity ------------------------------------------------------------------------------
     @property
     def _llm_type(self) -> str:
         return "unirouter"
+
+    def _combine_llm_outputs(self, llm_outputs: list[dict | None]) -> dict:
+        """Keep the decision record the hooks put in ``llm_output`` (tracers record it in outputs)."""
+        records = [o[CONFIG_NAMESPACE] for o in llm_outputs if o and CONFIG_NAMESPACE in o]
+        if not records:
+            return {}
+        return {CONFIG_NAMESPACE: records[0] if len(records) == 1 else records}
 
     @property
     def _identifying_params(self) -> dict[str, Any]:
@@ -154,11 +191,25 @@ class UniRouteChatModel(PoolMethods, BaseChatModel):
         }
 
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
+        """LangSmith parameters: the chosen model's provider and name when the decision is known.
+
+        The decision is made before the run starts, so tracing attributes cost to the real model.
+        """
         params = LangSmithParams(
             ls_provider="unirouter",
             ls_model_name=kwargs.get("model") if isinstance(kwargs.get("model"), str) else "unirouter",
             ls_model_type="chat",
         )
+        state = kwargs.get(_STATE)
+        if isinstance(state, _CallState) and state.decision is not None and state.decision.model in self.pool.names:
+            chosen = self.pool.get(state.decision.model).model
+            try:
+                theirs = chosen._get_ls_params(stop=stop)
+            except Exception:  # noqa: BLE001 - tracing metadata must never break a call
+                theirs = {}
+            for key in ("ls_provider", "ls_model_name"):
+                if theirs.get(key):
+                    params[key] = theirs[key]
         if self.temperature is not None:
             params["ls_temperature"] = self.temperature
         if self.max_tokens is not None:
@@ -168,22 +219,81 @@ class UniRouteChatModel(PoolMethods, BaseChatModel):
         return params
 
     # -- public entry points: carry what _generate/_stream cannot see ----------------------------
-    def _with_state(self, config: RunnableConfig | None, kwargs: dict[str, Any], parent: Any = None) -> dict[str, Any]:
-        configurable = (config or {}).get("configurable") or {}
+    def _with_state(
+        self, input: Any, config: RunnableConfig | None, kwargs: dict[str, Any], *, decide: bool = True
+    ) -> tuple[RunnableConfig, dict[str, Any]]:
+        """Route now (before the run starts) and hand the decision to the hooks.
+
+        Deciding first lets the run start with the chosen model's ``ls_provider``/``ls_model_name``
+        and the decision in its metadata, which is what tracers (LangSmith's included) keep. The
+        run id is fixed here so the hooks can attach the decision event to this run even where
+        langchain-core does not pass them a run manager (``_stream``/``_astream``).
+        """
+        config, parent = self._parent(config)
+        configurable = config.get("configurable") or {}
         options = call_options(configurable)
         state = _CallState(options, configurable.get(DECISION_KEY), parent)
-        return {**kwargs, _STATE: state}
+        state.seconds = configurable.get(SECONDS_KEY)
+        if state.decision is None and decide:
+            state.decision = self._decide(input, state, kwargs)
+        if state.decision is not None:
+            _describe(config, state.decision)
+        return config, {**kwargs, _STATE: state}
+
+    def _needs_of(self, kwargs: Mapping[str, Any]) -> Callable[[Any], set[str]]:
+        """The capabilities a call needs: the model's own, tools if bound, images if the input has any."""
+
+        def needs(input: Any) -> set[str]:
+            out = set(self.required_capabilities)
+            if kwargs.get("tools"):
+                out.add("tool_calling")
+            if has_images(to_messages(input)):
+                out.add("image_inputs")
+            return out
+
+        return needs
+
+    def _resolve(self, state: _CallState, kwargs: Mapping[str, Any], messages: list[BaseMessage]) -> RoutingOptions:
+        """The call's options, restricted to the candidates able to serve the request."""
+        options = self.pool.resolve({**state.options, **call_options(None, kwargs.get("unirouter"))})
+        return restrict(self.pool, options, self._needs_of(kwargs)(messages), capabilities)
+
+    def _decide(self, input: Any, state: _CallState, kwargs: Mapping[str, Any]) -> Any:
+        messages = to_messages(input)
+        started = time.perf_counter()
+        decision = self.pool.decide(self._text(messages), self._resolve(state, kwargs, messages))
+        state.seconds = time.perf_counter() - started
+        return decision
+
+    async def _adecide(self, input: Any, state: _CallState, kwargs: Mapping[str, Any]) -> Any:
+        messages = to_messages(input)
+        started = time.perf_counter()
+        decision = await self.pool.adecide(self._text(messages), self._resolve(state, kwargs, messages))
+        state.seconds = time.perf_counter() - started
+        return decision
+
+    async def _awith_state(self, input: Any, config: RunnableConfig | None, kwargs: dict[str, Any]) -> tuple[RunnableConfig, dict[str, Any]]:
+        config, kwargs = self._with_state(input, config, kwargs, decide=False)
+        state: _CallState = kwargs[_STATE]
+        if state.decision is None:
+            state.decision = await self._adecide(input, state, kwargs)
+            _describe(config, state.decision)
+        return config, kwargs
 
     def invoke(self, input: LanguageModelInput, config: RunnableConfig | None = None, *, stop: list[str] | None = None, **kwargs: Any) -> AIMessage:
-        return super().invoke(input, config, stop=stop, **self._with_state(config, kwargs))
+        """Route ``input`` and return the chosen model's answer (one chat-model run, see the class docs)."""
+        config, kwargs = self._with_state(input, config, kwargs)
+        return super().invoke(input, config, stop=stop, **kwargs)
 
     async def ainvoke(
         self, input: LanguageModelInput, config: RunnableConfig | None = None, *, stop: list[str] | None = None, **kwargs: Any
     ) -> AIMessage:
-        return await super().ainvoke(input, config, stop=stop, **self._with_state(config, kwargs))
+        """Async :meth:`invoke`; the embedding runs in a worker thread."""
+        config, kwargs = await self._awith_state(input, config, kwargs)
+        return await super().ainvoke(input, config, stop=stop, **kwargs)
 
-    def _stream_parent(self, config: RunnableConfig | None) -> tuple[RunnableConfig, Any]:
-        """Fix the id of the run ``stream`` opens and describe it, so its child can be attached."""
+    def _parent(self, config: RunnableConfig | None) -> tuple[RunnableConfig, Any]:
+        """Fix the id of the run about to start and describe it, so events can be attached to it."""
         config = ensure_config(config)
         run_id = config.get("run_id") or uuid4()
         config["run_id"] = run_id
@@ -199,43 +309,45 @@ class UniRouteChatModel(PoolMethods, BaseChatModel):
     def stream(
         self, input: LanguageModelInput, config: RunnableConfig | None = None, *, stop: list[str] | None = None, **kwargs: Any
     ) -> Iterator[AIMessageChunk]:
-        config, parent = self._stream_parent(config)
-        yield from super().stream(input, config, stop=stop, **self._with_state(config, kwargs, parent))
+        """Stream the chosen model's chunks; the last one carries the decision."""
+        config, kwargs = self._with_state(input, config, kwargs)
+        yield from super().stream(input, config, stop=stop, **kwargs)
 
     async def astream(
         self, input: LanguageModelInput, config: RunnableConfig | None = None, *, stop: list[str] | None = None, **kwargs: Any
     ) -> AsyncIterator[AIMessageChunk]:
-        config, parent = self._stream_parent(config)
-        async for chunk in super().astream(input, config, stop=stop, **self._with_state(config, kwargs, parent)):
+        """Async :meth:`stream` (also what ``astream_events`` and LCEL streaming call)."""
+        config, kwargs = await self._awith_state(input, config, kwargs)
+        async for chunk in super().astream(input, config, stop=stop, **kwargs):
             yield chunk
 
     def batch(self, inputs: list[LanguageModelInput], config: Any = None, *, return_exceptions: bool = False, **kwargs: Any) -> list[AIMessage]:
         """Route all inputs with one embedding call, then call the chosen models concurrently."""
         if not inputs:
             return []
-        configs = decide_ahead(self.pool, self.routing_input, inputs, get_config_list(config, len(inputs)), kwargs.get("unirouter"))
+        needs = self._needs_of(kwargs)
+        configs = decide_ahead(self.pool, self.routing_input, inputs, get_config_list(config, len(inputs)), kwargs.get("unirouter"), needs)
         return super().batch(inputs, configs, return_exceptions=return_exceptions, **kwargs)
 
     async def abatch(
         self, inputs: list[LanguageModelInput], config: Any = None, *, return_exceptions: bool = False, **kwargs: Any
     ) -> list[AIMessage]:
+        """Async :meth:`batch`."""
         if not inputs:
             return []
         configs = get_config_list(config, len(inputs))
-        configs = await asyncio.to_thread(decide_ahead, self.pool, self.routing_input, inputs, configs, kwargs.get("unirouter"))
+        needs = self._needs_of(kwargs)
+        configs = await asyncio.to_thread(decide_ahead, self.pool, self.routing_input, inputs, configs, kwargs.get("unirouter"), needs)
         return await super().abatch(inputs, configs, return_exceptions=return_exceptions, **kwargs)
 
-    def _should_stream(self, *, async_api: bool, run_manager: Any = None, **kwargs: Any) -> bool:
-        # Only the explicit stream()/astream() use _stream. Implicit streaming (astream_events, LangGraph
-        # "messages") goes through _generate, whose run manager makes the chosen model a child run
-        # that streams its own tokens to the inherited handlers.
-        return bool(kwargs.get("stream")) and super()._should_stream(async_api=async_api, run_manager=run_manager, **kwargs)
-
     # -- shared by all four hooks ----------------------------------------------------------------
-    def _begin(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]) -> tuple[_CallState, RoutingOptions, dict[str, Any], dict[str, Any] | None]:
+    def _begin(
+        self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
+    ) -> tuple[_CallState, RoutingOptions, dict[str, Any], dict[str, Any] | None]:
         """(state, options, call kwargs for the chosen model, tool binding or None)."""
         state: _CallState = kwargs.pop(_STATE, None) or _CallState({})
-        options = self.pool.resolve({**state.options, **call_options(None, kwargs.pop("unirouter", None))})
+        options = self._resolve(state, kwargs, messages)
+        kwargs.pop("unirouter", None)
         tools = None
         if "tools" in kwargs:
             tools = {"tools": kwargs.pop("tools"), **kwargs.pop("unirouter_tool_kwargs", {})}
@@ -243,6 +355,7 @@ class UniRouteChatModel(PoolMethods, BaseChatModel):
                 tools["tool_choice"] = kwargs.pop("tool_choice")
             kwargs.pop("tool_choice", None)
         call_kwargs = dict(kwargs)
+        call_kwargs.pop("stream", None)
         if stop or self.stop:
             call_kwargs["stop"] = stop or self.stop
         for key in ("temperature", "max_tokens"):
@@ -250,15 +363,20 @@ class UniRouteChatModel(PoolMethods, BaseChatModel):
                 call_kwargs.setdefault(key, getattr(self, key))
         return state, options, call_kwargs, tools
 
-    def _target(self, name: str, tools: dict[str, Any] | None) -> Runnable:
-        model = self.pool.get(name).model
-        if tools is None:
-            return model
-        tools = dict(tools)
-        return model.bind_tools(tools.pop("tools"), **tools)
+    def _target(self, name: str, tools: dict[str, Any] | None, call_kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        """(the chosen model, its call arguments), the tools bound the model's own way."""
+        return direct_target(self.pool.get(name).model, tools, call_kwargs)
 
     def _text(self, messages: list[BaseMessage]) -> str:
         return routing_text(messages, self.routing_input)
+
+    def _finish(self, state: _CallState, decision: Any, attempts: list[dict[str, Any]], message: Any) -> dict[str, Any]:
+        record = decision_record(decision, attempts)
+        usage = getattr(message, "usage_metadata", None)
+        if usage:
+            record["usage"] = dict(usage)
+        account(self.pool, decision, record, usage, state.seconds)
+        return record
 
     # -- BaseChatModel hooks --------------------------------------------------------------------
     def _generate(
@@ -271,15 +389,15 @@ class UniRouteChatModel(PoolMethods, BaseChatModel):
         state, options, call_kwargs, tools = self._begin(messages, stop, kwargs)
         decision = state.decision or self.pool.decide(self._text(messages), options)
 
-        def call(name: str) -> BaseMessage:
-            config = {"callbacks": child_callbacks(run_manager, f"unirouter:{name}")}
-            return self._target(name, tools).invoke(messages, config, **call_kwargs)
+        def call(name: str) -> ChatResult:
+            model, kw = self._target(name, tools, call_kwargs)
+            return run_generate(model, messages, kw)
 
-        message, attempts = self.pool.run_with_fallbacks(decision, options, call)
-        record = decision_record(decision, attempts)
-        message = with_record(message, record, move_usage=True)
-        emit(record, {"callbacks": child_callbacks(run_manager)})
-        return ChatResult(generations=[ChatGeneration(message=message)])
+        result, attempts = self.pool.run_with_fallbacks(decision, options, call)
+        message = result.generations[0].message
+        record = self._finish(state, decision, attempts, message)
+        emit(record, {"callbacks": child_callbacks(run_manager or state.parent)})
+        return finish_result(result, record)
 
     async def _agenerate(
         self,
@@ -291,15 +409,15 @@ class UniRouteChatModel(PoolMethods, BaseChatModel):
         state, options, call_kwargs, tools = self._begin(messages, stop, kwargs)
         decision = state.decision or await self.pool.adecide(self._text(messages), options)
 
-        async def call(name: str) -> BaseMessage:
-            config = {"callbacks": child_callbacks(run_manager, f"unirouter:{name}", is_async=True)}
-            return await self._target(name, tools).ainvoke(messages, config, **call_kwargs)
+        async def call(name: str) -> ChatResult:
+            model, kw = self._target(name, tools, call_kwargs)
+            return await arun_generate(model, messages, kw)
 
-        message, attempts = await self.pool.arun_with_fallbacks(decision, options, call)
-        record = decision_record(decision, attempts)
-        message = with_record(message, record, move_usage=True)
-        await aemit(record, {"callbacks": child_callbacks(run_manager, is_async=True)})
-        return ChatResult(generations=[ChatGeneration(message=message)])
+        result, attempts = await self.pool.arun_with_fallbacks(decision, options, call)
+        message = result.generations[0].message
+        record = self._finish(state, decision, attempts, message)
+        await aemit(record, {"callbacks": child_callbacks(run_manager or state.parent, is_async=True)})
+        return finish_result(result, record)
 
     def _stream(
         self,
@@ -312,15 +430,25 @@ class UniRouteChatModel(PoolMethods, BaseChatModel):
         parent = run_manager or state.parent
         decision = state.decision or self.pool.decide(self._text(messages), options)
 
-        def start(name: str) -> tuple[AIMessageChunk, Iterator[AIMessageChunk]]:
-            config = {"callbacks": child_callbacks(parent, f"unirouter:{name}")}
-            chunks = iter(self._target(name, tools).stream(messages, config, **call_kwargs))
-            return _first(chunks, name), chunks
+        def start(name: str) -> tuple[ChatGenerationChunk, Iterator[ChatGenerationChunk]]:
+            model, kw = self._target(name, tools, call_kwargs)
+            chunks = iter(run_stream(model, messages, kw))
+            first = next(chunks, None)
+            if first is None:
+                raise ValueError(_no_chunks(name))
+            return first, chunks
 
         (first, rest), attempts = self.pool.run_with_fallbacks(decision, options, start)
-        record = decision_record(decision, attempts)
+        previous = first
+        usage = None
+        for chunk in rest:
+            usage = _add_usage(usage, previous)
+            yield previous
+            previous = chunk
+        usage = _add_usage(usage, previous)
+        record = self._finish(state, decision, attempts, SimpleNamespace(usage_metadata=usage))
         emit(record, {"callbacks": child_callbacks(parent)})
-        yield from _relay(first, rest, record)
+        yield _last(previous, record)
 
     async def _astream(
         self,
@@ -333,23 +461,25 @@ class UniRouteChatModel(PoolMethods, BaseChatModel):
         parent = run_manager or state.parent
         decision = state.decision or await self.pool.adecide(self._text(messages), options)
 
-        async def start(name: str) -> tuple[AIMessageChunk, AsyncIterator[AIMessageChunk]]:
-            config = {"callbacks": child_callbacks(parent, f"unirouter:{name}", is_async=True)}
-            chunks = aiter(self._target(name, tools).astream(messages, config, **call_kwargs))
+        async def start(name: str) -> tuple[ChatGenerationChunk, AsyncIterator[ChatGenerationChunk]]:
+            model, kw = self._target(name, tools, call_kwargs)
+            chunks = aiter(arun_stream(model, messages, kw))
             first = await anext(chunks, None)
             if first is None:
                 raise ValueError(_no_chunks(name))
             return first, chunks
 
         (first, rest), attempts = await self.pool.arun_with_fallbacks(decision, options, start)
-        record = decision_record(decision, attempts)
-        await aemit(record, {"callbacks": child_callbacks(parent, is_async=True)})
-        usage = _Usage()
         previous = first
+        usage = None
         async for chunk in rest:
-            yield usage.strip(previous)
+            usage = _add_usage(usage, previous)
+            yield previous
             previous = chunk
-        yield usage.finish(previous, record)
+        usage = _add_usage(usage, previous)
+        record = self._finish(state, decision, attempts, SimpleNamespace(usage_metadata=usage))
+        await aemit(record, {"callbacks": child_callbacks(parent, is_async=True)})
+        yield _last(previous, record)
 
     # -- tools and structured output ------------------------------------------------------------
     def bind_tools(
@@ -386,64 +516,29 @@ class UniRouteChatModel(PoolMethods, BaseChatModel):
         def prepare(model: BaseChatModel) -> Runnable:
             return model.with_structured_output(schema, include_raw=include_raw, **kwargs)
 
-        return UniRouteRunnable(pool=self.pool, routing_input=self.routing_input, prepare=prepare)
+        needs = {*self.required_capabilities, "structured_output"}
+        return UniRouteRunnable(pool=self.pool, routing_input=self.routing_input, prepare=prepare, required_capabilities=tuple(sorted(needs)))
+
+
+def _describe(config: RunnableConfig, decision: Any) -> None:
+    """Put the decision where tracers keep it: the run's metadata and a ``unirouter:<model>`` tag."""
+    config["metadata"] = {**(config.get("metadata") or {}), **run_metadata(decision)}
+    config["tags"] = [*(config.get("tags") or []), f"unirouter:{decision.model}"]
 
 
 def _no_chunks(name: str) -> str:
     return f"model {name!r} streamed no chunks."
 
 
-def _first(chunks: Iterator[Any], name: str) -> Any:
-    first = next(chunks, None)
-    if first is None:
-        raise ValueError(_no_chunks(name))
-    return first
+def _add_usage(total: Any, chunk: ChatGenerationChunk) -> Any:
+    usage = getattr(chunk.message, "usage_metadata", None)
+    if not usage:
+        return total
+    return dict(usage) if total is None else add_usage(total, usage)
 
 
-class _Usage:
-    """Moves streamed token usage from the chunks into the decision record (counted once)."""
-
-    def __init__(self) -> None:
-        self.total: Any = None
-
-    def strip(self, chunk: BaseMessage) -> ChatGenerationChunk:
-        chunk = _as_chunk(chunk)
-        update: dict[str, Any] = {"chunk_position": None}
-        if chunk.usage_metadata:
-            self.total = chunk.usage_metadata if self.total is None else add_usage(self.total, chunk.usage_metadata)
-            update["usage_metadata"] = None
-        return ChatGenerationChunk(message=chunk.model_copy(update=update))
-
-    def finish(self, chunk: AIMessageChunk, record: dict[str, Any]) -> ChatGenerationChunk:
-        out = self.strip(chunk).message
-        if self.total is not None:
-            record["usage"] = dict(self.total)
-        metadata = {**out.response_metadata, "unirouter": record}
-        return ChatGenerationChunk(message=out.model_copy(update={"chunk_position": "last", "response_metadata": metadata}))
-
-
-def _as_chunk(message: BaseMessage) -> AIMessageChunk:
-    """A model without native streaming yields its whole ``AIMessage`` once: make it a chunk."""
-    if isinstance(message, AIMessageChunk):
-        return message
-    calls = getattr(message, "tool_calls", None) or []
-    return AIMessageChunk(
-        content=message.content,
-        additional_kwargs=message.additional_kwargs,
-        response_metadata=message.response_metadata,
-        id=message.id,
-        usage_metadata=getattr(message, "usage_metadata", None),
-        tool_call_chunks=[
-            tool_call_chunk(name=c["name"], args=json.dumps(c["args"]), id=c.get("id"), index=i) for i, c in enumerate(calls)
-        ],
-    )
-
-
-def _relay(first: AIMessageChunk, rest: Iterator[AIMessageChunk], record: dict[str, Any]) -> Iterator[ChatGenerationChunk]:
-    """Yield the chosen model's chunks; the last one carries the decision record."""
-    usage = _Usage()
-    previous = first
-    for chunk in rest:
-        yield usage.strip(previous)
-        previous = chunk
-    yield usage.finish(previous, record)
+def _last(chunk: ChatGenerationChunk, record: dict[str, Any]) -> ChatGenerationChunk:
+    """The final chunk with the decision record in ``response_metadata["unirouter"]``."""
+    message = chunk.message
+    metadata = {**message.response_metadata, CONFIG_NAMESPACE: record}
+    return ChatGenerationChunk(message=message.model_copy(update={"response_metadata": metadata}), generation_info=chunk.generation_info)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
@@ -12,21 +13,28 @@ from langchain_core.callbacks import (
 )
 from langchain_core.language_models import BaseChatModel, LanguageModelInput
 from langchain_core.messages import BaseMessage
+from langchain_core.messages.ai import add_usage
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable
-from langchain_core.runnables.config import get_config_list, patch_config
+from langchain_core.runnables.config import ensure_config, get_config_list, patch_config
 from pydantic import ConfigDict, Field
 from unirouter.integration import CandidatePool, RoutingOptions
 
 from unirouter_langchain._adapters import (
     DECISION_KEY,
+    SECONDS_KEY,
     PoolMethods,
     RoutingInput,
+    account,
     aemit,
     call_options,
+    capabilities,
     decide_ahead,
     decision_record,
     emit,
+    has_images,
+    restrict,
     routing_text,
+    run_metadata,
     to_messages,
     with_record,
 )
@@ -38,6 +46,27 @@ _NOTHING = object()
 
 def _no_chunks(name: str) -> str:
     return f"model {name!r} streamed no chunks."
+
+
+class _Tally:
+    """Sums the token usage of streamed chunks (for the savings ledger)."""
+
+    def __init__(self) -> None:
+        self.total: Any = None
+
+    def add(self, chunk: Any) -> Any:
+        """Count ``chunk``'s usage; return the chunk unchanged."""
+        usage = getattr(chunk, "usage_metadata", None)
+        if usage:
+            self.total = dict(usage) if self.total is None else add_usage(self.total, usage)
+        return chunk
+
+
+def _usage(output: Any) -> Any:
+    """Token usage of an answer (a message, or ``include_raw`` output's raw message)."""
+    if isinstance(output, dict):
+        output = output.get("raw")
+    return getattr(output, "usage_metadata", None)
 
 
 
@@ -101,10 +130,47 @@ class UniRouteRunnable(PoolMethods, RunnableSerializable[LanguageModelInput, Bas
     """What the router embeds: ``"last_user"``, ``"conversation"`` or ``(messages) -> str``."""
     prepare: Callable[[BaseChatModel], Runnable] | None = Field(default=None, exclude=True)
     """Applied to the chosen model before the call (e.g. ``with_structured_output``)."""
+    required_capabilities: tuple[str, ...] = ()
+    """Capabilities every call needs (``"structured_output"`` after ``with_structured_output``);
+    inputs with images add ``"image_inputs"``. Only capable candidates are ranked."""
 
     # -- routing -------------------------------------------------------------------------------
-    def _options(self, config: RunnableConfig, override: Any = None) -> RoutingOptions:
-        return self.pool.resolve(call_options(config.get("configurable"), override))
+    def _needs(self, input: Any) -> set[str]:
+        """The capabilities a call needs: this runnable's, plus images if the input has any."""
+        needs = set(self.required_capabilities)
+        if input is not None and has_images(to_messages(input)):
+            needs.add("image_inputs")
+        return needs
+
+    def _options(self, config: RunnableConfig, override: Any = None, input: Any = None) -> RoutingOptions:
+        options = self.pool.resolve(call_options(config.get("configurable"), override))
+        return restrict(self.pool, options, self._needs(input), capabilities)
+
+    def _decided(self, input: Any, config: RunnableConfig | None, kwargs: dict[str, Any]) -> RunnableConfig:
+        """``config`` with the decision made now, before the run starts: in ``configurable`` for the
+        call, and in the run's metadata, where tracers (LangSmith's included) keep it."""
+        config = ensure_config(config)
+        configurable = config.get("configurable") or {}
+        decision = configurable.get(DECISION_KEY)
+        if decision is None:
+            options = self._options(config, kwargs.get("unirouter"), input)
+            started = time.perf_counter()
+            decision = self.pool.decide(routing_text(to_messages(input), self.routing_input), options)
+            seconds = time.perf_counter() - started
+            config["configurable"] = {**configurable, DECISION_KEY: decision, SECONDS_KEY: seconds}
+        config["metadata"] = {**(config.get("metadata") or {}), **run_metadata(decision)}
+        return config
+
+    async def _adecided(self, input: Any, config: RunnableConfig | None, kwargs: dict[str, Any]) -> RunnableConfig:
+        config = ensure_config(config)
+        configurable = config.get("configurable") or {}
+        if configurable.get(DECISION_KEY) is None:
+            options = self._options(config, kwargs.get("unirouter"), input)
+            started = time.perf_counter()
+            decision = await self.pool.adecide(routing_text(to_messages(input), self.routing_input), options)
+            seconds = time.perf_counter() - started
+            config["configurable"] = {**configurable, DECISION_KEY: decision, SECONDS_KEY: seconds}
+        return self._decided(input, config, kwargs)
 
     def _target(self, name: str) -> Runnable:
         model = self.pool.get(name).model
@@ -112,11 +178,11 @@ class UniRouteRunnable(PoolMethods, RunnableSerializable[LanguageModelInput, Bas
 
     def _child(self, config: RunnableConfig, run_manager: Any, name: str) -> RunnableConfig:
         child = patch_config(config, callbacks=run_manager.get_child(tag=f"unirouter:{name}"))
-        child["configurable"] = {k: v for k, v in child.get("configurable", {}).items() if k != DECISION_KEY}
+        child["configurable"] = {k: v for k, v in child.get("configurable", {}).items() if k not in (DECISION_KEY, SECONDS_KEY)}
         return child
 
     def _route(self, input: Any, config: RunnableConfig, run_manager: CallbackManagerForChainRun, **kwargs: Any) -> Any:
-        options = self._options(config, kwargs.pop("unirouter", None))
+        options = self._options(config, kwargs.pop("unirouter", None), input)
         decision = config.get("configurable", {}).get(DECISION_KEY)
         if decision is None:
             decision = self.pool.decide(routing_text(to_messages(input), self.routing_input), options)
@@ -126,13 +192,14 @@ class UniRouteRunnable(PoolMethods, RunnableSerializable[LanguageModelInput, Bas
 
         output, attempts = self.pool.run_with_fallbacks(decision, options, call)
         record = decision_record(decision, attempts)
+        account(self.pool, decision, record, _usage(output), config.get("configurable", {}).get(SECONDS_KEY))
         emit(record, patch_config(config, callbacks=run_manager.get_child()))
         return with_record(output, record)
 
     async def _aroute(
         self, input: Any, config: RunnableConfig, run_manager: AsyncCallbackManagerForChainRun, **kwargs: Any
     ) -> Any:
-        options = self._options(config, kwargs.pop("unirouter", None))
+        options = self._options(config, kwargs.pop("unirouter", None), input)
         decision = config.get("configurable", {}).get(DECISION_KEY)
         if decision is None:
             decision = await self.pool.adecide(routing_text(to_messages(input), self.routing_input), options)
@@ -142,23 +209,27 @@ class UniRouteRunnable(PoolMethods, RunnableSerializable[LanguageModelInput, Bas
 
         output, attempts = await self.pool.arun_with_fallbacks(decision, options, call)
         record = decision_record(decision, attempts)
+        account(self.pool, decision, record, _usage(output), config.get("configurable", {}).get(SECONDS_KEY))
         await aemit(record, patch_config(config, callbacks=run_manager.get_child()))
         return with_record(output, record)
 
     # -- Runnable ------------------------------------------------------------------------------
     def invoke(self, input: LanguageModelInput, config: RunnableConfig | None = None, **kwargs: Any) -> BaseMessage:
         """Route ``input`` and return the chosen model's answer (extra kwargs go to that model)."""
-        return self._call_with_config(self._route, input, config, **kwargs)
+        return self._call_with_config(self._route, input, self._decided(input, config, kwargs), **kwargs)
 
     async def ainvoke(self, input: LanguageModelInput, config: RunnableConfig | None = None, **kwargs: Any) -> BaseMessage:
-        return await self._acall_with_config(self._aroute, input, config, **kwargs)
+        """Async :meth:`invoke`; the embedding runs in a worker thread."""
+        return await self._acall_with_config(self._aroute, input, await self._adecided(input, config, kwargs), **kwargs)
 
     def _stream_route(
         self, inputs: Iterator[Any], run_manager: CallbackManagerForChainRun, config: RunnableConfig, **kwargs: Any
     ) -> Iterator[Any]:
         (input,) = list(inputs)
-        options = self._options(config, kwargs.pop("unirouter", None))
-        decision = self.pool.decide(routing_text(to_messages(input), self.routing_input), options)
+        options = self._options(config, kwargs.pop("unirouter", None), input)
+        decision = config.get("configurable", {}).get(DECISION_KEY)
+        if decision is None:
+            decision = self.pool.decide(routing_text(to_messages(input), self.routing_input), options)
 
         def start(name: str) -> tuple[Any, Iterator[Any]]:
             chunks = iter(self._target(name).stream(input, self._child(config, run_manager, name), **kwargs))
@@ -170,18 +241,22 @@ class UniRouteRunnable(PoolMethods, RunnableSerializable[LanguageModelInput, Bas
         (first, rest), attempts = self.pool.run_with_fallbacks(decision, options, start)
         record = decision_record(decision, attempts)
         emit(record, patch_config(config, callbacks=run_manager.get_child()))
-        previous = first
+        previous, usage = first, _Tally()
         for chunk in rest:
-            yield previous
+            yield usage.add(previous)
             previous = chunk
+        usage.add(previous)
+        account(self.pool, decision, record, usage.total, config.get("configurable", {}).get(SECONDS_KEY))
         yield with_record(previous, record)
 
     async def _astream_route(
         self, inputs: AsyncIterator[Any], run_manager: AsyncCallbackManagerForChainRun, config: RunnableConfig, **kwargs: Any
     ) -> AsyncIterator[Any]:
         (input,) = [x async for x in inputs]
-        options = self._options(config, kwargs.pop("unirouter", None))
-        decision = await self.pool.adecide(routing_text(to_messages(input), self.routing_input), options)
+        options = self._options(config, kwargs.pop("unirouter", None), input)
+        decision = config.get("configurable", {}).get(DECISION_KEY)
+        if decision is None:
+            decision = await self.pool.adecide(routing_text(to_messages(input), self.routing_input), options)
 
         async def start(name: str) -> tuple[Any, AsyncIterator[Any]]:
             chunks = aiter(self._target(name).astream(input, self._child(config, run_manager, name), **kwargs))
@@ -193,10 +268,12 @@ class UniRouteRunnable(PoolMethods, RunnableSerializable[LanguageModelInput, Bas
         (first, rest), attempts = await self.pool.arun_with_fallbacks(decision, options, start)
         record = decision_record(decision, attempts)
         await aemit(record, patch_config(config, callbacks=run_manager.get_child()))
-        previous = first
+        previous, usage = first, _Tally()
         async for chunk in rest:
-            yield previous
+            yield usage.add(previous)
             previous = chunk
+        usage.add(previous)
+        account(self.pool, decision, record, usage.total, config.get("configurable", {}).get(SECONDS_KEY))
         yield with_record(previous, record)
 
     def stream(self, input: LanguageModelInput, config: RunnableConfig | None = None, **kwargs: Any) -> Iterator[Any]:
@@ -205,12 +282,15 @@ class UniRouteRunnable(PoolMethods, RunnableSerializable[LanguageModelInput, Bas
 
         Structured output (``prepare``) is produced whole: its parsers may not stream.
         """
+        config = self._decided(input, config, kwargs)
         if self.prepare is not None:
             yield from super().stream(input, config, **kwargs)
             return
         yield from self._transform_stream_with_config(iter([input]), self._stream_route, config, **kwargs)
 
     async def astream(self, input: LanguageModelInput, config: RunnableConfig | None = None, **kwargs: Any) -> AsyncIterator[Any]:
+        """Async :meth:`stream`."""
+        config = await self._adecided(input, config, kwargs)
         if self.prepare is not None:
             async for chunk in super().astream(input, config, **kwargs):
                 yield chunk
@@ -233,7 +313,9 @@ class UniRouteRunnable(PoolMethods, RunnableSerializable[LanguageModelInput, Bas
         """Route all inputs with one embedding call, then run the chosen models concurrently."""
         if not inputs:
             return []
-        configs = decide_ahead(self.pool, self.routing_input, inputs, get_config_list(config, len(inputs)), kwargs.get("unirouter"))
+        configs = decide_ahead(
+            self.pool, self.routing_input, inputs, get_config_list(config, len(inputs)), kwargs.get("unirouter"), self._needs
+        )
         return super().batch(inputs, configs, return_exceptions=return_exceptions, **kwargs)
 
     async def abatch(
@@ -244,10 +326,11 @@ class UniRouteRunnable(PoolMethods, RunnableSerializable[LanguageModelInput, Bas
         return_exceptions: bool = False,
         **kwargs: Any,
     ) -> list[BaseMessage]:
+        """Async :meth:`batch`."""
         if not inputs:
             return []
         configs = get_config_list(config, len(inputs))
-        configs = await asyncio.to_thread(decide_ahead, self.pool, self.routing_input, inputs, configs, kwargs.get("unirouter"))
+        configs = await asyncio.to_thread(decide_ahead, self.pool, self.routing_input, inputs, configs, kwargs.get("unirouter"), self._needs)
         return await super().abatch(inputs, configs, return_exceptions=return_exceptions, **kwargs)
 
     def __repr__(self) -> str:

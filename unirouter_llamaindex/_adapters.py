@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Sequence
 from typing import Any, Literal
 
@@ -48,10 +49,12 @@ class UniRouteDecisionEvent(BaseEvent):
 
     @classmethod
     def class_name(cls) -> str:
+        """LlamaIndex's event name."""
         return "UniRouteDecisionEvent"
 
 
 def emit(source: str, record: dict[str, Any]) -> None:
+    """Dispatch a :class:`UniRouteDecisionEvent` to LlamaIndex instrumentation handlers."""
     dispatcher.event(UniRouteDecisionEvent(source=source, record=record))
 
 
@@ -100,6 +103,7 @@ def messages_to_text(messages: Sequence[ChatMessage], how: RoutingInput = "last_
 def tools_routing_text(
     user_msg: str | ChatMessage | None, chat_history: Sequence[ChatMessage] | None, how: RoutingInput = "last_user"
 ) -> str:
+    """The routing text of a tool call: the history plus the new user message."""
     messages = list(chat_history or [])
     if user_msg is not None:
         messages.append(user_msg if isinstance(user_msg, ChatMessage) else ChatMessage(role="user", content=user_msg))
@@ -107,6 +111,7 @@ def tools_routing_text(
 
 
 def require_text(text: str, what: str) -> str:
+    """``text`` if it is a non-empty string, else a typed error naming ``what``."""
     if not isinstance(text, str) or not text.strip():
         msg = f"{what} has no text to route on. Got {text!r}; give a non-empty prompt or user message."
         raise InvalidInputError(msg)
@@ -139,17 +144,34 @@ def mark_retryable(exc: BaseException) -> BaseException:
 
 
 def profiling_call(llm: LLM) -> Callable[[str], Awaitable[tuple[str, Any]]]:
-    """The core profiler's view of ``llm``: one user message through ``achat``, text and usage back."""
+    """The core profiler's view of ``llm``: one user message through ``achat``, text and usage back.
 
-    async def call(prompt: str) -> tuple[str, Any]:
-        try:
-            response = await llm.achat([ChatMessage(role=MessageRole.USER, content=prompt)])
-        except Exception as e:
-            mark_retryable(e)
-            raise
-        return response.message.content or "", usage_of(response)
+    A ``functools.partial`` of a module function (not a closure), so pools pickle.
+    """
+    return functools.partial(_profile_once, llm)
 
-    return call
+
+async def _profile_once(llm: LLM, prompt: str) -> tuple[str, Any]:
+    try:
+        response = await llm.achat([ChatMessage(role=MessageRole.USER, content=prompt)])
+    except Exception as e:
+        mark_retryable(e)
+        raise
+    return response.message.content or "", usage_of(response)
+
+
+def account(pool: Any, decision: Any, record: dict[str, Any], result: Any, seconds: float | None) -> None:
+    """Book the call in ``pool.savings`` (if a ledger is attached) and put the entry in the record.
+
+    Streams are booked when they are returned, at the router's expected cost (their usage is not
+    known yet).
+    """
+    from unirouter.integration.savings import book_call
+
+    usage = usage_of(result) if isinstance(result, (ChatResponse, CompletionResponse)) else None
+    entry = book_call(pool, decision, answered_by=record.get("answered_by"), usage=usage, routing_seconds=seconds)
+    if entry is not None:
+        record["savings"] = entry
 
 
 # -- results -----------------------------------------------------------------------------------
@@ -180,6 +202,7 @@ def tag(result: Any, info: dict[str, Any]) -> Any:
 
 
 def answered_by(response: Any) -> str | None:
+    """The candidate that wrote ``response`` (from its decision record), or None."""
     info = getattr(response, "additional_kwargs", {}).get(METADATA_KEY)
     return info.get("answered_by") if isinstance(info, dict) else None
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,7 +23,7 @@ from llama_index.core.llms import LLM
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import ToolSelection
-from unirouter import InvalidInputError, ModelProfile
+from unirouter import InvalidInputError, ModelProfile, UniRouterWarning
 from unirouter.integration import CONFIG_KEYS, CandidatePool, RoutingOptions
 
 from unirouter_llamaindex import _adapters as ad
@@ -50,9 +52,10 @@ class UniRouteLLM(LLM):
     A model is profiled once, on the router's validation prompts, when it is added (through the
     core profiler, with its concurrency limit, retries and response cache). Models the router already
     holds a profile for are not called. The object is a ``FunctionCallingLLM`` (its class is
-    :class:`UniRouteFunctionCallingLLM`) exactly while every candidate is one, so it works as
+    :class:`UniRouteFunctionCallingLLM`) while any candidate is one, so it works as
     ``Settings.llm``, in query engines and in a ``FunctionAgent``. Calls with tools
-    (``chat_with_tools`` and its twins) only go to function-calling candidates.
+    (``chat_with_tools`` and its twins) only go to function-calling candidates; adding a model that
+    cannot call functions next to ones that can says so at once (a ``UniRouterWarning``).
 
     Args:
         router: A fitted :class:`unirouter.UniRouter` (or pass ``pool=`` instead).
@@ -142,6 +145,7 @@ class UniRouteLLM(LLM):
 
     @classmethod
     def class_name(cls) -> str:
+        """LlamaIndex's serialisation name."""
         return "UniRouteLLM"
 
     # -- the candidate pool --------------------------------------------------------------------
@@ -152,6 +156,7 @@ class UniRouteLLM(LLM):
 
     @property
     def router(self) -> Any:
+        """The fitted router behind the pool."""
         return self._pool.router
 
     @property
@@ -188,6 +193,7 @@ class UniRouteLLM(LLM):
         self._check_llm(name, model)
         profile = self._pool.add(name, model, ad.profiling_call(model), cost=cost, replace=replace)
         self._sync_class()
+        self._warn_mixed(name)
         return profile
 
     async def aadd_model(self, name: str, model: LLM, *, cost: Any = None, replace: bool = False) -> ModelProfile:
@@ -195,7 +201,20 @@ class UniRouteLLM(LLM):
         self._check_llm(name, model)
         profile = await self._pool.aadd(name, model, ad.profiling_call(model), cost=cost, replace=replace)
         self._sync_class()
+        self._warn_mixed(name)
         return profile
+
+    def _warn_mixed(self, added: str) -> None:
+        """Say at add time (not when an agent runs) which candidates will never get tool calls."""
+        names = self._pool.names
+        fc = [n for n in names if _is_function_calling(self._pool.get(n).model)]
+        plain = [n for n in names if n not in fc]
+        if fc and plain and (added in plain or len(fc) == 1):
+            msg = (
+                f"candidates {plain} are not function-calling LLMs: calls with tools (chat_with_tools, "
+                f"FunctionAgent) are routed among {fc} only."
+            )
+            warnings.warn(msg, UniRouterWarning, stacklevel=3)
 
     def remove_model(self, name: str) -> None:
         """Remove a candidate and its profile. Nothing is refitted."""
@@ -203,9 +222,13 @@ class UniRouteLLM(LLM):
         self._sync_class()
 
     def _sync_class(self) -> None:
-        """Be a FunctionCallingLLM exactly while every candidate is one (isinstance and metadata agree)."""
+        """Be a FunctionCallingLLM while any candidate is one (isinstance and metadata agree).
+
+        Calls with tools go only to the function-calling candidates, so a pool that mixes them
+        works in a ``FunctionAgent``; the others still answer calls without tools.
+        """
         names = self._pool.names
-        fc = bool(names) and all(_is_function_calling(self._pool.get(n).model) for n in names)
+        fc = any(_is_function_calling(self._pool.get(n).model) for n in names)
         target = UniRouteFunctionCallingLLM if fc else UniRouteLLM
         if type(self) in (UniRouteLLM, UniRouteFunctionCallingLLM) and type(self) is not target:
             self.__class__ = target
@@ -255,7 +278,8 @@ class UniRouteLLM(LLM):
     # -- metadata --------------------------------------------------------------------------------
     @property
     def metadata(self) -> LLMMetadata:
-        """The weakest candidate's limits: smallest context window and output, chat/tools only if all."""
+        """The weakest candidate's limits: smallest context window and output, chat only if all;
+        function calling if any candidate calls functions (tool calls are routed among those)."""
         metas = [m.metadata for m in self.models.values()]
         if not metas:
             return LLMMetadata(model_name="unirouter()")
@@ -295,18 +319,24 @@ class UniRouteLLM(LLM):
     def _call(self, source: str, text: str, fn: Callable[[LLM, dict[str, Any]], Any], kwargs: dict[str, Any], *, tools: bool = False) -> Any:
         """Route ``text``, run ``fn(model, kwargs)`` on the chosen model (falling back), tag the result."""
         opts, kwargs = self._options(kwargs, tools)
+        started = time.perf_counter()
         decision = self._pool.decide(ad.require_text(text, f"UniRouteLLM.{source}"), opts)
+        seconds = time.perf_counter() - started
         result, attempts = self._pool.run_with_fallbacks(decision, opts, lambda n: fn(self._pool.get(n).model, kwargs))
         record = ad.decision_record(decision, attempts)
+        ad.account(self._pool, decision, record, result, seconds)
         ad.emit(f"llm.{source}", record)
         return ad.tag(result, record)
 
     async def _acall(self, source: str, text: str, afn: Callable[[LLM, dict[str, Any]], Any], kwargs: dict[str, Any], *, tools: bool = False) -> Any:
         """Async :meth:`_call`: the embedding runs in a worker thread, ``afn`` is awaited."""
         opts, kwargs = self._options(kwargs, tools)
+        started = time.perf_counter()
         decision = await self._pool.adecide(ad.require_text(text, f"UniRouteLLM.{source}"), opts)
+        seconds = time.perf_counter() - started
         result, attempts = await self._pool.arun_with_fallbacks(decision, opts, lambda n: afn(self._pool.get(n).model, kwargs))
         record = ad.decision_record(decision, attempts)
+        ad.account(self._pool, decision, record, result, seconds)
         ad.emit(f"llm.{source}", record)
         return ad.tag(result, record)
 
@@ -320,39 +350,47 @@ class UniRouteLLM(LLM):
     # -- LLM interface: every method routes, then delegates to the chosen model --------------------
     @llm_chat_callback()
     def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        """Route the conversation and return the chosen LLM's ``chat`` answer (decision in ``additional_kwargs``)."""
         return self._call("chat", self._text(messages), lambda m, kw: m.chat(messages, **kw), kwargs)
 
     @llm_chat_callback()
     async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        """Async :meth:`chat` (the embedding runs in a worker thread)."""
         return await self._acall("achat", self._text(messages), lambda m, kw: m.achat(messages, **kw), kwargs)
 
     @llm_chat_callback()
     def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
+        """Route, then stream the chosen LLM's chat (primed: a failure before the first chunk falls back)."""
         fn = lambda m, kw: ad.prime(m.stream_chat(messages, **kw))  # noqa: E731
         return self._call("stream_chat", self._text(messages), fn, kwargs)
 
     @llm_chat_callback()
     async def astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
+        """Async :meth:`stream_chat`."""
         fn = lambda m, kw: ad.aprime(m.astream_chat(messages, **kw))  # noqa: E731
         return await self._acall("astream_chat", self._text(messages), fn, kwargs)
 
     @llm_completion_callback()
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        """Route the prompt and return the chosen LLM's completion."""
         fn = lambda m, kw: m.complete(prompt, formatted=formatted, **kw)  # noqa: E731
         return self._call("complete", prompt, fn, kwargs)
 
     @llm_completion_callback()
     async def acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        """Async :meth:`complete`."""
         fn = lambda m, kw: m.acomplete(prompt, formatted=formatted, **kw)  # noqa: E731
         return await self._acall("acomplete", prompt, fn, kwargs)
 
     @llm_completion_callback()
     def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
+        """Route, then stream the chosen LLM's completion (primed, so it can fall back)."""
         fn = lambda m, kw: ad.prime(m.stream_complete(prompt, formatted=formatted, **kw))  # noqa: E731
         return self._call("stream_complete", prompt, fn, kwargs)
 
     @llm_completion_callback()
     async def astream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseAsyncGen:
+        """Async :meth:`stream_complete`."""
         fn = lambda m, kw: ad.aprime(m.astream_complete(prompt, formatted=formatted, **kw))  # noqa: E731
         return await self._acall("astream_complete", prompt, fn, kwargs)
 
@@ -367,6 +405,7 @@ class UniRouteLLM(LLM):
         tool_required: bool = False,
         **kwargs: Any,
     ) -> ChatResponse:
+        """Route among the function-calling candidates, then delegate the whole tool call to the chosen one."""
         args = {"user_msg": user_msg, "chat_history": chat_history, "verbose": verbose,
                 "allow_parallel_tool_calls": allow_parallel_tool_calls, "tool_required": tool_required}  # fmt: skip
         fn = lambda m, kw: m.chat_with_tools(tools, **args, **kw)  # noqa: E731
@@ -382,6 +421,7 @@ class UniRouteLLM(LLM):
         tool_required: bool = False,
         **kwargs: Any,
     ) -> ChatResponse:
+        """Async :meth:`chat_with_tools`."""
         args = {"user_msg": user_msg, "chat_history": chat_history, "verbose": verbose,
                 "allow_parallel_tool_calls": allow_parallel_tool_calls, "tool_required": tool_required}  # fmt: skip
         fn = lambda m, kw: m.achat_with_tools(tools, **args, **kw)  # noqa: E731
@@ -397,6 +437,7 @@ class UniRouteLLM(LLM):
         tool_required: bool = False,
         **kwargs: Any,
     ) -> ChatResponseGen:
+        """Streaming :meth:`chat_with_tools`."""
         args = {"user_msg": user_msg, "chat_history": chat_history, "verbose": verbose,
                 "allow_parallel_tool_calls": allow_parallel_tool_calls, "tool_required": tool_required}  # fmt: skip
         fn = lambda m, kw: ad.prime(m.stream_chat_with_tools(tools, **args, **kw))  # noqa: E731
@@ -412,6 +453,7 @@ class UniRouteLLM(LLM):
         tool_required: bool = False,
         **kwargs: Any,
     ) -> ChatResponseAsyncGen:
+        """Async streaming :meth:`chat_with_tools`."""
         args = {"user_msg": user_msg, "chat_history": chat_history, "verbose": verbose,
                 "allow_parallel_tool_calls": allow_parallel_tool_calls, "tool_required": tool_required}  # fmt: skip
         fn = lambda m, kw: ad.aprime(m.astream_chat_with_tools(tools, **args, **kw))  # noqa: E731
@@ -459,14 +501,15 @@ class UniRouteLLM(LLM):
 
 
 class UniRouteFunctionCallingLLM(UniRouteLLM, FunctionCallingLLM):
-    """A :class:`UniRouteLLM` whose candidates all call functions (tools).
+    """A :class:`UniRouteLLM` with at least one candidate that calls functions (tools).
 
-    Never built directly: a ``UniRouteLLM`` takes this class while every candidate is a
-    function-calling LLM. ``chat_with_tools`` and its async and streaming twins route on the user's
+    Never built directly: a ``UniRouteLLM`` takes this class while any candidate is a
+    function-calling LLM; tool calls are routed among those. ``chat_with_tools`` and its async and streaming twins route on the user's
     message and hand the whole call, tools included, to the chosen model, which formats the tools its
     own way; ``get_tool_calls_from_response`` is answered by the model that wrote the response.
     """
 
     @classmethod
     def class_name(cls) -> str:
+        """LlamaIndex's serialisation name."""
         return "UniRouteFunctionCallingLLM"

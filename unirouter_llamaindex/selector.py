@@ -38,6 +38,9 @@ class UniRouteSelector(BaseSelector):
             (``{"physics_engine": "gpt-4o"}``); other choices use their own name.
         fallback_selector: Selector used when some choice is not a profiled model (or has no
             name). Without it, such choices raise :class:`unirouter.UnknownModelError`.
+        choice_models: The model behind each choice, in the order the choices are given, for
+            choices that are not named like models (or have no name at all), e.g.
+            ``choice_models=["gpt-4o", "llama"]`` for ``[sql_tool, vector_tool]``.
         options: Default routing options (``cost_weight``, ``budget``, ``excluded_models``, ...);
             the choices set ``allowed_models`` on each call.
 
@@ -64,7 +67,12 @@ class UniRouteSelector(BaseSelector):
         model_names: Mapping[str, str] | None = None,
         fallback_selector: BaseSelector | None = None,
         options: RoutingOptions | Mapping[str, Any] | None = None,
+        choice_models: Sequence[str] | None = None,
     ) -> None:
+        if choice_models is not None and (isinstance(choice_models, str) or not all(isinstance(m, str) for m in choice_models)):
+            msg = f"choice_models must be a list of model names, one per choice. Got {choice_models!r}."
+            raise InvalidInputError(msg)
+        self._choice_models = None if choice_models is None else list(choice_models)
         self._own_pool = not isinstance(router, CandidatePool)
         if self._own_pool:
             self._pool = CandidatePool(router, defaults=options)
@@ -78,26 +86,35 @@ class UniRouteSelector(BaseSelector):
 
     @classmethod
     def from_defaults(cls, router: Any, **kwargs: Any) -> UniRouteSelector:
+        """LlamaIndex's usual constructor name; same arguments as the class."""
         return cls(router, **kwargs)
 
     @property
     def pool(self) -> CandidatePool:
+        """The candidate pool the selector decides with."""
         return self._pool
 
     def _get_prompts(self) -> dict[str, Any]:
+        """No prompts: the selector calls no LLM."""
         return {}
 
     def _update_prompts(self, prompts: PromptDictType) -> None:
-        pass
+        """No prompts to update."""
 
     def _models_for(self, choices: Sequence[ToolMetadata]) -> list[str] | None:
         """The model of each choice, or None when the fallback selector must decide."""
         if not choices:
             msg = "UniRouteSelector needs at least one choice to select from. Got an empty list."
             raise InvalidInputError(msg)
-        models = [self._model_names.get(c.name, c.name) if c.name else None for c in choices]
+        if self._choice_models is not None:
+            if len(self._choice_models) != len(choices):
+                msg = f"choice_models names {len(self._choice_models)} models but there are {len(choices)} choices; give one per choice, in order."
+                raise InvalidInputError(msg)
+            models: list[str | None] = list(self._choice_models)
+        else:
+            models = [self._model_names.get(c.name, c.name) if c.name else None for c in choices]
         known = set(self._pool.names) | (set(self._pool.router.models_) if self._own_pool else set())
-        unknown = [c.name for c, m in zip(choices, models) if m is None or m not in known]
+        unknown = [m if self._choice_models is not None else c.name for c, m in zip(choices, models) if m is None or m not in known]
         if unknown:
             if self._fallback is not None:
                 return None

@@ -137,7 +137,7 @@ class Recorder(BaseCallbackHandler):
 
     def _start(self, kind, serialized, run_id, parent_run_id, tags, kwargs):
         name = kwargs.get("name") or (serialized or {}).get("name")
-        self.runs[run_id] = {"kind": kind, "parent": parent_run_id, "tags": list(tags or []), "name": name}
+        self.runs[run_id] = {"kind": kind, "parent": parent_run_id, "tags": list(tags or []), "name": name, "metadata": dict(kwargs.get("metadata") or {})}
 
     def on_chat_model_start(self, serialized, messages, *, run_id, parent_run_id=None, tags=None, **kwargs):
         self._start("llm", serialized, run_id, parent_run_id, tags, kwargs)

@@ -44,28 +44,30 @@ async def test_ainvoke_matches_invoke(chat, questions):
     assert a.content == b.content and a.response_metadata["unirouter"]["model"] == b.response_metadata["unirouter"]["model"]
 
 
-def test_tokens_are_counted_once_on_the_chosen_models_run(chat, lc_router, questions):
+def test_tokens_are_counted_once_and_shown_on_the_message(chat, lc_router, questions):
     q = questions[2]
     with get_usage_metadata_callback() as cb:
         out = chat.invoke(q)
     assert list(cb.usage_metadata) == [_expected(lc_router, q)]  # attributed to the real model
-    assert cb.usage_metadata[_expected(lc_router, q)]["total_tokens"] == out.response_metadata["unirouter"]["usage"]["total_tokens"]
-    assert out.usage_metadata is None
+    assert cb.usage_metadata[_expected(lc_router, q)]["total_tokens"] == out.usage_metadata["total_tokens"]
+    assert out.usage_metadata["output_tokens"] > 0
+    assert out.response_metadata["unirouter"]["usage"] == out.usage_metadata
 
 
-def test_chosen_model_is_a_tagged_child_of_the_routing_run(chat, questions):
+def test_one_chat_model_run_per_call_with_the_decision_in_its_metadata(chat, questions):
     rec = Recorder()
     out = chat.invoke(questions[3], config={"callbacks": [rec]})
     name = out.response_metadata["unirouter"]["model"]
-    (outer,) = [i for i, r in rec.runs.items() if not r["tags"]]
-    (child,) = rec.tagged("unirouter:")
-    assert child["tags"] == [f"unirouter:{name}"] and child["parent"] == outer
-    ((event, data, run_id),) = rec.events
-    assert event == DECISION_EVENT and data["answered_by"] == name and run_id == outer
+    ((run_id, run),) = rec.runs.items()  # the chosen model runs inside the router's own run
+    assert run["tags"] == [f"unirouter:{name}"]
+    assert run["metadata"]["unirouter_model"] == name and run["metadata"]["ls_model_name"] == name
+    assert run["metadata"]["unirouter_decision"]["ranked"][0] == name
+    ((event, data, event_run),) = rec.events
+    assert event == DECISION_EVENT and data["answered_by"] == name and event_run == run_id
 
 
 @pytest.mark.parametrize("method", ["stream", "astream"])
-async def test_streams_the_chosen_model_as_a_child_run(chat, recorded, lc_router, questions, method):
+async def test_streams_the_chosen_model_in_one_run(chat, recorded, lc_router, questions, method):
     q = questions[4]
     rec = Recorder()
     config = {"callbacks": [rec]}
@@ -80,17 +82,20 @@ async def test_streams_the_chosen_model_as_a_child_run(chat, recorded, lc_router
     name = _expected(lc_router, q)
     assert full.content == answer_text(recorded[name].find(q), q)
     assert chunks[-1].chunk_position == "last" and full.response_metadata["unirouter"]["answered_by"] == name
-    assert full.usage_metadata is None and full.response_metadata["unirouter"]["usage"]["output_tokens"] > 0
-    (child,) = rec.tagged("unirouter:")
-    assert child["tags"] == [f"unirouter:{name}"] and child["parent"] in rec.runs
-    assert [e[0] for e in rec.events] == [DECISION_EVENT]
+    assert full.usage_metadata["output_tokens"] > 0 and full.response_metadata["unirouter"]["usage"] == full.usage_metadata
+    ((run_id, run),) = rec.runs.items()
+    assert run["tags"] == [f"unirouter:{name}"]
+    assert [e[0] for e in rec.events] == [DECISION_EVENT] and rec.events[0][2] == run_id
 
 
-async def test_astream_events_show_the_decision_and_the_child_tokens(chat, questions):
+async def test_astream_events_show_the_decision_and_each_token_once(chat, questions):
     events = [e async for e in chat.astream_events(questions[5], version="v2")]
     assert [e["name"] for e in events if e["event"] == "on_custom_event"] == [DECISION_EVENT]
-    tagged = [e for e in events if e["event"] == "on_chat_model_start" and any(t.startswith("unirouter:") for t in e["tags"])]
-    assert len(tagged) == 1
+    starts = [e for e in events if e["event"] == "on_chat_model_start"]
+    assert len(starts) == 1 and any(t.startswith("unirouter:") for t in starts[0]["tags"])
+    streamed = "".join(e["data"]["chunk"].text for e in events if e["event"] == "on_chat_model_stream")
+    (end,) = [e for e in events if e["event"] == "on_chat_model_end"]
+    assert streamed == end["data"]["output"].text
 
 
 def test_stream_falls_back_before_the_first_chunk(lc_router, recorded, questions):
@@ -184,7 +189,7 @@ def test_standard_params_are_passed_to_the_chosen_model(lc_router, models, quest
     out = chat.invoke(questions[9])
     seen = models[out.response_metadata["unirouter"]["answered_by"]].kwargs_seen[-1]
     assert seen.get("temperature") == 0.0 and seen.get("max_tokens") == 64
-    assert chat._get_ls_params()["ls_provider"] == "unirouter"
+    assert chat._get_ls_params()["ls_provider"] == "unirouter"  # before a decision is known
 
 
 def test_save_load_keeps_decisions_without_reprofiling(chat, lc_router, recorded, questions, tmp_path):

@@ -6,9 +6,6 @@ real fitted router (MiniLM embeddings, MMLU-Pro profiles).
 
 Standard tests that do not run, and why:
 
-* ``test_usage_metadata``, ``test_usage_metadata_streaming``: ``returns_usage_metadata = False`` on
-  purpose. Tokens are reported once, on the chosen model's own child run; the router's message keeps
-  them in ``response_metadata["unirouter"]["usage"]`` so tracing does not count them twice.
 * ``test_serdes``: UniRouteChatModel is not ``lc_serializable`` (it holds a fitted router and live
   chat models; persistence is ``save``/``load``). Skipped by langchain-tests itself.
 * ``test_init_from_env``: there is no environment configuration (no API key). Skipped by
@@ -56,10 +53,6 @@ class _Setup:
     @property
     def standard_chat_model_params(self) -> dict[str, Any]:
         return {"temperature": 0, "max_tokens": 100, "stop": []}
-
-    @property
-    def returns_usage_metadata(self) -> bool:
-        return False
 
     @property
     def has_tool_choice(self) -> bool:

@@ -19,6 +19,7 @@ from unirouter import (  # noqa: E402
     AllModelsFailedError,
     InvalidInputError,
     ProfilingError,
+    UniRouterWarning,
     UnknownModelError,
 )
 from unirouter.profiling.profiler import TokenPrice  # noqa: E402
@@ -373,15 +374,18 @@ def tool_llm(router3, tool_llms) -> UniRouteLLM:
     return UniRouteLLM(router3, tool_llms)
 
 
-def test_is_function_calling_exactly_while_every_candidate_is(tool_llm, llms):
+def test_is_function_calling_while_any_candidate_is_and_says_so_at_add_time(tool_llm, llms):
     assert isinstance(tool_llm, UniRouteFunctionCallingLLM) and isinstance(tool_llm, FunctionCallingLLM)
     assert tool_llm.metadata.is_function_calling_model is True
     assert tool_llm.metadata.context_window == 128_000
-    tool_llm.add_model(WEAK, llms[WEAK])
+    with pytest.warns(UniRouterWarning, match=r"\['Llama-2-7b-hf'\] are not function-calling"):
+        tool_llm.add_model(WEAK, llms[WEAK])
+    assert isinstance(tool_llm, FunctionCallingLLM)  # tool calls are routed among the capable ones
+    assert tool_llm.metadata.is_function_calling_model is True
+    tool_llm.remove_model(STRONG)
+    tool_llm.remove_model(CHEAP)
     assert not isinstance(tool_llm, FunctionCallingLLM)
     assert tool_llm.metadata.is_function_calling_model is False
-    tool_llm.remove_model(WEAK)
-    assert isinstance(tool_llm, UniRouteFunctionCallingLLM)
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning:inspect")  # FunctionAgent inspects its pydantic self
@@ -429,6 +433,7 @@ def test_prepared_tool_call_is_pinned_to_the_model_that_formatted_the_tools(tool
     assert [c.tool_kwargs for c in tool_llm.get_tool_calls_from_response(response)] == [{"a": 4, "b": 8}]
 
 
+@pytest.mark.filterwarnings("ignore::unirouter.UniRouterWarning")
 def test_tool_calls_only_go_to_function_calling_candidates(tool_llm, llms):
     tool_llm.add_model(WEAK, llms[WEAK])
     tool = FunctionTool.from_defaults(multiply)

@@ -257,6 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
         _evaluate_cli = None
     if _evaluate_cli is not None:
         _evaluate_cli.register(sub)
+    from unirouter.integration import savings
+
+    savings.register(sub)
     return parser
 
 

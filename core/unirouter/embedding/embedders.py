@@ -308,6 +308,17 @@ class SentenceTransformerEmbedder(_CachingEmbedder):
         self._dim: int | None = None
         self._lock = threading.Lock()
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle the settings, not the loaded model or the lock (it reloads lazily, offline)."""
+        state = self.__dict__.copy()
+        state.pop("_lock", None)
+        state["_model"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     @property
     def name(self) -> str:
         base = self.model_name_or_path or DEFAULT_MODEL_NAME

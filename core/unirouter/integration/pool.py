@@ -251,6 +251,18 @@ class CandidatePool:
         self._candidates: dict[str, Candidate] = {}
         self._lock = threading.RLock()
         self._budget_lams: dict[tuple[float, tuple[str, ...]], float] = {}
+        self.savings: Any = None
+        """A ``unirouter.integration.savings.SavingsLedger`` the plugins book every call in (None: no booking)."""
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable and deep-copyable (multiprocessing, ``model_copy(deep=True)``): the lock is recreated."""
+        state = self.__dict__.copy()
+        state.pop("_lock", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
 
     # -- candidates ----------------------------------------------------------------------------
     @property

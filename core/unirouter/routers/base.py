@@ -130,6 +130,12 @@ class _Memo:
         self._data: OrderedDict[Any, Any] = OrderedDict()
         self._lock = threading.Lock()
 
+    def __getstate__(self) -> dict[str, Any]:  # a pickled router starts with an empty memo (locks do not pickle)
+        return {"maxsize": self.maxsize}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["maxsize"])
+
     def get(self, key: Any) -> Any:
         with self._lock:
             value = self._data.get(key)
