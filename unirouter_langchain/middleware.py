@@ -15,13 +15,14 @@ the brief of a per-step router needs and what works on langchain versions withou
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from langchain.agents.middleware.types import AgentMiddleware, ModelRequest, ModelResponse
 from langchain_core.callbacks import adispatch_custom_event, dispatch_custom_event
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import BaseMessage
+from langchain_core.messages import AIMessage, BaseMessage
 from pydantic import ConfigDict, Field
 from unirouter import InvalidInputError
 from unirouter.integration import CandidatePool
@@ -234,15 +235,36 @@ class UniRouteMiddleware(AgentMiddleware):
     def wrap_model_call(self, request: ModelRequest, handler: Callable[[ModelRequest], ModelResponse]) -> ModelResponse:
         """Route this call, then hand the request, with the chosen model, to the next handler."""
         text, options = self._decide_args(request)
+        started = time.perf_counter()
         decision = self.pool.decide(text, options)
+        seconds = time.perf_counter() - started
         _emit(decision.to_dict())
-        return handler(request.override(model=self._chosen(decision)))
+        response = handler(request.override(model=self._chosen(decision)))
+        self._book(decision, response, seconds)
+        return response
 
     async def awrap_model_call(
         self, request: ModelRequest, handler: Callable[[ModelRequest], Awaitable[ModelResponse]]
     ) -> ModelResponse:
         """Async :meth:`wrap_model_call` (the embedding runs in a worker thread)."""
         text, options = self._decide_args(request)
+        started = time.perf_counter()
         decision = await self.pool.adecide(text, options)
+        seconds = time.perf_counter() - started
         await _aemit(decision.to_dict())
-        return await handler(request.override(model=self._chosen(decision)))
+        response = await handler(request.override(model=self._chosen(decision)))
+        self._book(decision, response, seconds)
+        return response
+
+    def _book(self, decision: Any, response: Any, seconds: float) -> None:
+        """Book the call in the pool's savings ledger, if any. Which model answered is read from the
+        message (a fallback middleware may have answered with a model outside the pool: not booked)."""
+        from unirouter.savings import book_call
+
+        messages = [m for m in getattr(response, "result", None) or [] if isinstance(m, AIMessage)]
+        if not messages or getattr(self.pool, "savings", None) is None:
+            return
+        message = messages[-1]
+        name = message.response_metadata.get("model_name")
+        answered = name if name in decision.candidates else None
+        book_call(self.pool, decision, answered_by=answered, usage=message.usage_metadata, routing_seconds=seconds)

@@ -106,3 +106,15 @@ async def test_per_call_middleware_async_composes_with_fallback(lc_router, fakes
     state = await agent.ainvoke({"messages": [("user", REQUEST)]})
     assert _final(state).content.startswith("[backup]")
     assert len(fakes[expected].calls) == 3  # tried at every step, each time falling back
+
+
+def test_per_call_middleware_books_savings(lc_router, fakes):
+    from unirouter.savings import SavingsLedger
+
+    chat = UniRouteChatModel(lc_router, fakes)
+    ledger = SavingsLedger.for_pool(chat)
+    agent = create_agent(fakes[MODELS[0]], tools=[add, multiply], middleware=[UniRouteMiddleware(chat)])
+    agent.invoke({"messages": [("user", REQUEST)]})
+    summary = ledger.summary()
+    assert summary.n_calls == 3 and summary.routing_seconds > 0  # one entry per model step
+    assert set(summary.calls_by_model) == {lc_router.route(REQUEST, models=list(MODELS)).model}

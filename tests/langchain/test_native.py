@@ -159,6 +159,12 @@ def test_pickle_and_deep_copy_round_trip(chat, questions):
         assert clone.pool is not chat.pool
 
 
+def test_runnable_pickles(lc_router, models, questions):
+    runnable = UniRouteRunnable(lc_router, models)
+    clone = pickle.loads(pickle.dumps(runnable))
+    assert clone.invoke(questions[7]).content == runnable.invoke(questions[7]).content
+
+
 def test_savings_ledger_books_every_call(lc_router, recorded, questions, tmp_path):
     chat = UniRouteChatModel(lc_router, make_models(recorded), costs=prices(recorded))
     ledger = SavingsLedger.for_pool(chat, path=tmp_path / "savings.jsonl", session="s1")
