@@ -259,7 +259,7 @@ class UniRouteMiddleware(AgentMiddleware):
     def _book(self, decision: Any, response: Any, seconds: float) -> None:
         """Book the call in the pool's savings ledger, if any. Which model answered is read from the
         message (a fallback middleware may have answered with a model outside the pool: not booked)."""
-        from unirouter.savings import book_call
+        from unirouter.integration.savings import book_call
 
         messages = [m for m in getattr(response, "result", None) or [] if isinstance(m, AIMessage)]
         if not messages or getattr(self.pool, "savings", None) is None:

@@ -109,7 +109,7 @@ async def test_per_call_middleware_async_composes_with_fallback(lc_router, fakes
 
 
 def test_per_call_middleware_books_savings(lc_router, fakes):
-    from unirouter.savings import SavingsLedger
+    from unirouter.integration.savings import SavingsLedger
 
     chat = UniRouteChatModel(lc_router, fakes)
     ledger = SavingsLedger.for_pool(chat)
