@@ -210,7 +210,7 @@ def _announce_embedding(args: argparse.Namespace, embedder: Any, texts: Sequence
         _say(args, f"all {n_distinct} distinct prompts are in the embedding cache; no embedding needed.")
         return
     cached = n_distinct - len(missing)
-    head = f"embedding {len(missing)} prompts" + (f" ({cached} more are cached)" if cached else "")
+    head = f"embedding {len(missing)} prompts" + (f" ({cached} already cached)" if cached else "")
     if getattr(embedder, "cache", None) is None or len(missing) <= 4 * sample:
         _say(args, head + "...")
         return
@@ -265,9 +265,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if args.n_clusters < 1:
         raise InvalidInputError(f"--n-clusters must be an int >= 1. Got {args.n_clusters}.")
     _number(args.prior_strength, "--prior-strength")
-    _number(args.val_fraction, "--val-fraction", high=1.0, strict_low=True)
-    if args.val_fraction >= 1:
-        raise InvalidInputError(f"--val-fraction must be below 1 (some prompts must remain for training). Got {args.val_fraction!r}.")
+    if not 0 < args.val_fraction < 1:
+        raise InvalidInputError(f"--val-fraction must lie strictly between 0 and 1 (the rest is for training). Got {args.val_fraction!r}.")
     _number(args.min_coverage, "--min-coverage", high=1.0)
     if args.max_train is not None and args.max_train < 1:
         raise InvalidInputError(f"--max-train must be an int >= 1. Got {args.max_train}.")
