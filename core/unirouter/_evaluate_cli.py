@@ -303,14 +303,20 @@ def plot_curves(doc: dict[str, Any], path: str | Path, *, title: str | None = No
         return np.interp(grid, np.asarray(cv["cost"], float), np.asarray(cv["quality"], float))
 
     zero = on_grid(curves["zero"]) if "zero" in curves else None
+    off_scale = []  # the oracle's gain dwarfs the routers' differences: named, not drawn, on the right
     for m, cv in curves.items():
         style = ":" if m == "zero" else "--" if m in ("oracle", "clairvoyant_knn") else "-"
         y = on_grid(cv)
         (line,) = ax.plot(grid, y, style, label=labels.get(m, m), linewidth=1.6)
-        if zero is not None and m != "zero":
+        if zero is not None and m == "oracle":
+            off_scale.append(f"{labels.get(m, m)} up to {100 * float(np.max(y - zero)):+.0f}")
+        elif zero is not None and m != "zero":
             dx.plot(grid, 100 * (y - zero), style, color=line.get_color(), label=labels.get(m, m), linewidth=1.6)
     best = doc.get("methods", {}).get("best_single") or {}
     bq, bc = (best.get("quality") or {}).get("mean"), (best.get("cost") or {}).get("mean")
+    point0 = (doc.get("curves_trial0") or {}).get("best_single")
+    if not grid_curves and point0:  # the first trial's curves go with the first trial's point
+        bq, bc = point0["quality"][0], point0["cost"][0]
     if bq is not None and bc is not None and bc > 0:
         ax.plot([bc], [bq], "k*", markersize=12, label=labels.get("best_single", "best single model"))
         if zero is not None:
@@ -328,7 +334,7 @@ def plot_curves(doc: dict[str, Any], path: str | Path, *, title: str | None = No
     ax.legend(fontsize=8, loc="lower right")
     dx.axhline(0.0, color="grey", linewidth=1, linestyle=":")
     dx.set_ylabel("quality above ZeroRouter at the same cost (points)")
-    dx.set_title("gain over ZeroRouter (random mix of the models)", fontsize=10)
+    dx.set_title("gain over ZeroRouter (random mix of the models)" + (f"; not shown: {', '.join(off_scale)}" if off_scale else ""), fontsize=10)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)

@@ -204,6 +204,8 @@ def _announce_embedding(args: argparse.Namespace, embedder: Any, texts: Sequence
     """
     import time
 
+    if getattr(args, "quiet", False):
+        return
     missing = _uncached(embedder, texts)
     n_distinct = len(set(texts))
     if not missing:

@@ -727,3 +727,25 @@ def test_pipes_quiet_and_warnings_in_a_real_process(fitted_dir, mini, tmp_path):
     assert fit.returncode == 0, fit.stderr
     lines = fit.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("unirouter fit: warning: ") and "clusters hold no validation prompt" in lines[0]
+
+
+def test_evaluate_output_reads_without_a_manual(data_dir, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    helptext = capsys.readouterr().out
+    assert "vs ZeroRouter (points)" in helptext and "QNC not reached" in helptext and "method.md" not in helptext
+    out = tmp_path / "r.json"
+    code, printed, _ = run(
+        capsys, "evaluate", "--data", str(data_dir / "routerbench_subset"), "--trials", "1", "--methods", "zero", "knn", "kmeans",
+        "best_single", "--k-grid", "5", "--knn-grid", "10", "--json", str(out), "--plot", str(tmp_path / "r.png"), "--no-progress",
+    )
+    assert code == 0 and "vs ZeroRouter (points)" in printed and "gap closed" not in printed and "clairv" not in printed
+    doc = json.loads(out.read_text())
+    m = doc["per_trial"][0]["metrics"]
+    row = next(line for line in printed.splitlines() if line.startswith("UniRoute K-Means"))
+    assert f"{100 * (m['kmeans']['audc'] - m['zero']['audc']):+.1f}" in row
+    # one trial: the mean curve is that trial's curve, read on the grid (flat outside its points)
+    for name in ("zero", "knn", "kmeans"):
+        c0, cm = doc["curves_trial0"][name], doc["curves_mean"][name]
+        np.testing.assert_allclose(cm["quality"], np.interp(cm["cost"], c0["cost"], c0["quality"]), atol=2e-6)
+    assert "best_single" not in doc["curves_mean"] and (tmp_path / "r.png").stat().st_size > 1000
