@@ -565,7 +565,8 @@ def test_validation_set_and_add_model_loop(router_dir, capsys):
     code, _, err = run(capsys, "validation-set", str(router_dir), "--out", str(path))
     assert code == 0 and f"wrote {len(rows)} validation prompts" in err and "unirouter add-model" in err
     before = path.read_bytes()
-    assert "--out" in fails(capsys, "validation-set", str(router_dir), "--out", str(path)) and "--overwrite" in capsys.readouterr().err + "--overwrite"
+    err = fails(capsys, "validation-set", str(router_dir), "--out", str(path))
+    assert "already exists; pass --overwrite" in err
     assert path.read_bytes() == before  # never overwritten without --overwrite
     with open(path, encoding="utf-8") as f:
         table = list(csv.DictReader(f))
