@@ -272,6 +272,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
     _number(args.min_coverage, "--min-coverage", high=1.0)
     if args.max_train is not None and args.max_train < 1:
         raise InvalidInputError(f"--max-train must be an int >= 1. Got {args.max_train}.")
+    if args.seed < 0:
+        raise InvalidInputError(f"--seed must be an int >= 0. Got {args.seed}.")
+    if args.method == "learned" and not args.data:
+        raise InvalidInputError("--method learned trains on the labels of known models: it needs --data DIR.")
     out = _check_out(args.out, overwrite=args.overwrite)
 
     dropped: list[tuple[str, str]] = []
