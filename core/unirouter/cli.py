@@ -212,7 +212,7 @@ def _announce_embedding(args: argparse.Namespace, embedder: Any, texts: Sequence
         _say(args, f"all {n_distinct} distinct prompts are in the embedding cache; no embedding needed.")
         return
     cached = n_distinct - len(missing)
-    head = f"embedding {len(missing)} prompts" + (f" ({cached} already cached)" if cached else "")
+    head = f"embedding {len(missing)} prompt{'s' if len(missing) > 1 else ''}" + (f" ({cached} already cached)" if cached else "")
     if getattr(embedder, "cache", None) is None or len(missing) <= 4 * sample:
         _say(args, head + "...")
         return
@@ -321,7 +321,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
         raise InvalidInputError(msg)
     if dropped:
         ids = ", ".join(f"{a!r} (same text as {b!r})" for a, b in dropped[:5]) + (" ..." if len(dropped) > 5 else "")
-        _say(args, f"validation: {len(dropped)} of {len(dropped) + len(val_texts)} prompts repeat an earlier prompt's text and were dropped: {ids}.")
+        _say(args, f"validation: {len(dropped)} of {len(dropped) + len(val_texts)} prompts repeat an earlier prompt's text and were dropped "
+                   f"(the router keeps {len(val_texts)}): {ids}.")
     _say(args, f"training prompts: {len(train_texts)}; validation prompts kept: {len(val_texts)}; K = {args.n_clusters}.")
     if args.n_clusters > len(val_texts):
         _say(args, f"note: {len(val_texts)} validation prompts for {args.n_clusters} clusters; some clusters will fall back to each model's overall error.")
@@ -335,7 +336,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     else:
         router.fit(train_texts, validation=vs)
     router.save(out, overwrite=args.overwrite)
-    dup = f" ({len(dropped)} repeated validation prompts dropped)" if dropped else ""
+    dup = f" ({len(dropped)} repeated validation prompt{'s' if len(dropped) > 1 else ''} dropped)" if dropped else ""
     print(f"fitted {router.method} router (K={router.n_clusters}) on {len(train_texts)} training / {router.n_validation_} validation prompts{dup} {what}; saved to {out}")
     _say(args, f"next: `unirouter info {out}` shows each model and the cost/quality operating points.")
     return 0
@@ -474,34 +475,33 @@ def _one_line(text: str) -> str:
 
 
 # -- info ------------------------------------------------------------------------------------------
-def operating_points(gamma: np.ndarray, cost: np.ndarray, names: Sequence[str], *, n_points: int = 7) -> list[dict[str, Any]]:
-    """A few cost weights spread over the whole cost range, with what they give on ``gamma``/``cost``.
+def operating_points(router: Any, embeddings: np.ndarray, *, n_points: int = 7) -> list[dict[str, Any]]:
+    """A few cost weights spread evenly in predicted quality, with what each gives on ``embeddings``.
 
-    The router's predicted quality and expected cost are step functions of lambda; a log grid of
-    lambdas up to the one where every prompt takes its cheapest model finds the distinct points. Up to
-    ``n_points`` are kept, evenly spread in cost, each at a lambda rounded to two significant digits
-    (recomputed there, so every row is exactly what ``--cost-weight`` would give).
+    Rows run from lambda = 0 (best predicted quality) to the cheapest routing. Each row's lambda is
+    the calibrated one (:func:`unirouter.calibrate_cost_weight`, ``quality_floor``) for an evenly spaced
+    quality level, rounded to two significant digits and re-evaluated there, so every row is exactly
+    what ``--cost-weight`` gives on these prompts.
     """
-    from unirouter.calibration import routing_summary
+    from unirouter.calibration import calibrate_cost_weight, routing_summary
 
-    spread = float(gamma.max() - gamma.min()) + 1e-12
-    levels = np.unique(np.round(cost, 15))
-    gaps = np.diff(levels)
-    gap = float(gaps[gaps > 0].min()) if (gaps > 0).any() else 1.0
-    hi = 4.0 * spread / max(gap, 1e-15)
-    grid = np.concatenate([[0.0], np.geomspace(hi * 1e-7, hi, 400)])
-    rows: dict[tuple[float, float], float] = {}
-    for lam in grid:
-        s = routing_summary(gamma, cost, float(lam))
-        rows.setdefault((round(s["cost"], 12), round(s["error"], 9)), float(lam))
-    pts = sorted(rows.items(), key=lambda kv: kv[0][0])
-    costs = np.array([k[0] for k, _ in pts])
-    wanted = np.linspace(costs.min(), costs.max(), n_points)
-    chosen = sorted({int(np.argmin(np.abs(costs - w))) for w in wanted})
+    gamma, cost, names = router.predict(embeddings=embeddings)
+    # quality of the cheapest routing: each prompt's cheapest model (ties: the better one)
+    low_cost = cost <= cost.min(axis=1, keepdims=True) * (1 + 1e-12)
+    q_low = float(np.mean(1.0 - np.where(low_cost, gamma, np.inf).min(axis=1)))
+    q_best = 1.0 - routing_summary(gamma, cost, 0.0)["error"]
+    lams = [0.0]
+    for floor in np.linspace(q_best, q_low, n_points - 1)[1:-1]:
+        lam = calibrate_cost_weight(router, embeddings=embeddings, quality_floor=float(min(max(floor, 0.0), 1.0)))
+        lams.append(float(f"{lam:.2g}") if lam > 0 else 0.0)
+    # the cheapest routing, at the smallest weight reaching it (the quality floor would give the largest)
+    lam = calibrate_cost_weight(router, embeddings=embeddings, budget=float(cost.min(axis=1).mean()) * (1 + 1e-9))
+    if lam > 0:  # rounded up, so the row still reaches the cheapest routing
+        unit = 10.0 ** (math.floor(math.log10(lam)) - 1)
+        lam = float(f"{math.ceil(lam / unit * (1 - 1e-12)) * unit:.2g}")
+    lams.append(lam)
     out: list[dict[str, Any]] = []
-    for i in reversed(chosen):  # best quality (lambda = 0) first
-        lam = pts[i][1]
-        lam = float(f"{lam:.2g}") if lam > 0 else 0.0
+    for lam in lams:
         s = routing_summary(gamma, cost, lam)
         if out and abs(out[-1]["cost_per_query"] - s["cost"]) < 1e-15 and abs(out[-1]["predicted_quality"] - (1 - s["error"])) < 1e-12:
             continue
@@ -530,8 +530,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         missing = _uncached(router.embedder_, vs.prompts)
         if missing:
             _say(args, f"embedding {len(missing)} validation prompts for the operating points (cached for next time)...")
-        gamma, cost, names = router.predict(vs.prompts)
-        points = operating_points(gamma, cost, names)
+        points = operating_points(router, router.embedder_.embed(vs.prompts))
     summaries = [{**p.summary(), "per_prompt_costs": p.costs is not None} for p in profiles.values()]
     if args.json:
         print(json.dumps({**meta, "model_summaries": summaries, "operating_points": points}, indent=2))

@@ -655,7 +655,7 @@ def test_fit_reports_dropped_duplicates_and_counts(mini, tmp_path, capsys):
     assert code == 0
     assert f"validation: {n_dropped} of {len(texts)} prompts repeat an earlier prompt's text and were dropped" in err
     assert "all 150 distinct prompts are in the embedding cache" in err
-    assert f"/ {len(texts) - n_dropped} validation prompts ({n_dropped} repeated validation prompts dropped)" in out
+    assert f"/ {len(texts) - n_dropped} validation prompts ({n_dropped} repeated validation prompt" in out
     assert UniRouter.load(tmp_path / "r").n_validation_ == len(texts) - n_dropped
 
 
@@ -665,7 +665,7 @@ def test_fit_announces_prompts_to_embed_and_time(mini, tmp_path, capsys):
     from unirouter.cli import _announce_embedding
     from unirouter.embedders import SentenceTransformerEmbedder
 
-    texts = list(mini[1].texts[:20])
+    texts = [f"Short question number {i}: which model should answer it?" for i in range(20)]  # short: fast to embed
     emb = SentenceTransformerEmbedder(cache=tmp_path / "cache")
     _announce_embedding(argparse.Namespace(quiet=False), emb, texts + texts[:3], sample=4)
     err = capsys.readouterr().err
@@ -673,7 +673,7 @@ def test_fit_announces_prompts_to_embed_and_time(mini, tmp_path, capsys):
     assert "for the remaining 16 prompts on this machine" in err and "prompts/s" in err and "--max-train" in err
     emb.embed(texts)  # what fit does next
     _announce_embedding(argparse.Namespace(quiet=False), emb, texts + ["a new question?"], sample=4)
-    assert "embedding 1 prompts (20 already cached)..." in capsys.readouterr().err
+    assert "embedding 1 prompt (20 already cached)..." in capsys.readouterr().err
     _announce_embedding(argparse.Namespace(quiet=False), emb, texts[:4], sample=4)
     assert "all 4 distinct prompts are in the embedding cache" in capsys.readouterr().err
 
@@ -684,6 +684,8 @@ def test_route_checks_the_router_before_loading_the_model(router_dir, mini, tmp_
     _forbid_embedding(monkeypatch)
     err = fails(capsys, "route", str(tmp_path / "empty"), "hi")
     assert "has no models yet; add one with `unirouter add-model" in err
+    code, out, _ = run(capsys, "info", str(tmp_path / "empty"))
+    assert code == 0 and "models     0  (add one: unirouter add-model" in out and "operating points" not in out
     assert "is not registered" in fails(capsys, "route", str(router_dir), "hi", "--models", "ghost")
     assert "must contain text" in fails(capsys, "route", str(router_dir), "ok", "  ")
     monkeypatch.setattr(sys, "stdin", io.StringIO("\n \n"))
