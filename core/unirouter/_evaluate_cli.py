@@ -41,8 +41,8 @@ How to read the output (mean ± 2 standard errors over the trials):
   peak                    highest quality on the curve.
   Oracle knows every test answer and Clairvoyant K-NN is K-NN given the test models' labels on the
   training prompts: neither can be deployed; they show how much room is left.
-  Paired table: A's AUDC win rate = share of trials where A's AUDC beats B's; AUDC A - B and QNC A - B
-  are paired mean differences; sign-test p is the two-sided sign test on the wins.
+  Paired table: A's AUDC win rate = share of trials where A's AUDC beats B's; AUDC A - B (x 100, in
+  points) and QNC A - B are paired mean differences; sign-test p is the two-sided sign test on the wins.
 """
 
 
@@ -246,14 +246,14 @@ def format_paired(doc: dict[str, Any], *, markdown: bool = False) -> str:
             [
                 f"{labels.get(a, a)} vs {labels.get(b, b)}",
                 f"{100 * val:.0f}%",
-                _pm(diff, 4),
+                _pm(diff, 2, pct=True),
                 _pm(dq, 3),
                 "–" if p is None else f"{p:.3g}",
             ]
         )
     if not rows:
         return ""
-    header = ["pair (A vs B)", "A's AUDC win rate", "AUDC A − B", "QNC A − B", "sign-test p"]
+    header = ["pair (A vs B)", "A's AUDC win rate", "AUDC A − B (points)", "QNC A − B", "sign-test p"]
     return _render(header, rows, markdown=markdown)
 
 
