@@ -122,7 +122,7 @@ def test_fit_prints_a_summary_and_refuses_to_overwrite(mini, fitted_dir, capsys)
         "4",
         "--quiet",
     )
-    assert "already exists; pass overwrite=True" in err
+    assert "already exists; pass --overwrite" in err
     assert (fitted_dir / "router.json").read_bytes() == before
 
 
@@ -253,7 +253,7 @@ def test_route_prints_decisions_and_json(fitted_dir, mini, embedder, capsys):
     r = UniRouter.load(fitted_dir, embedder=embedder)
     expected = [d.model for d in r.route_batch(prompts, cost_weight=0.0)]
     assert [ln.split("\t")[0] for ln in lines] == expected
-    assert "predicted error" in lines[0]
+    assert "predicted quality" in lines[0] and "expected cost" in lines[0]
     code, out, _ = run(
         capsys,
         "route",
@@ -310,7 +310,7 @@ def test_info_describes_the_saved_router(fitted_dir, mini, capsys):
     )
 
 
-@pytest.mark.parametrize("command", [None, "fit", "add-model", "route", "info"])
+@pytest.mark.parametrize("command", [None, "fit", "add-model", "validation-set", "route", "info"])
 def test_help_of_each_command(command, capsys):
     argv = ["--help"] if command is None else [command, "--help"]
     with pytest.raises(SystemExit) as info:
@@ -319,7 +319,7 @@ def test_help_of_each_command(command, capsys):
     assert info.value.code == 0
     assert out.startswith(f"usage: unirouter{'' if command is None else ' ' + command}")
     if command is None:
-        assert all(c in out for c in ("fit", "add-model", "route", "info"))
+        assert all(c in out for c in ("fit", "add-model", "validation-set", "route", "info"))
 
 
 def _console_script(name: str) -> str:
@@ -368,13 +368,13 @@ def test_fit_bad_input_exits_2(mini, tmp_path, capsys):
     assert "does not exist" in fails(
         capsys, "fit", "--data", str(tmp_path / "nowhere"), "--out", out
     )
-    assert "n_clusters must be an int >= 1" in fails(
+    assert "--n-clusters must be an int >= 1" in fails(
         capsys, "fit", "--data", data, "--out", out, "--n-clusters", "0", "--quiet"
     )
     assert "larger than the number of training prompts" in fails(
         capsys, "fit", "--data", data, "--out", out, "--n-clusters", "5000", "--quiet"
     )
-    assert "fractions must be positive" in fails(
+    assert "--val-fraction must lie strictly between 0 and 1" in fails(
         capsys, "fit", "--data", data, "--out", out, "--val-fraction", "1.5"
     )
     assert not (tmp_path / "r").exists()  # nothing written on failure
@@ -385,7 +385,8 @@ def test_fit_bad_input_exits_2(mini, tmp_path, capsys):
     [
         (["fit", "--data", "x"], "the following arguments are required: --out"),
         (["fit", "--out", "x", "--method", "magic"], "invalid choice: 'magic'"),
-        (["route"], "the following arguments are required: router, prompt"),
+        (["route"], "the following arguments are required: router"),
+        (["route", "r", "hi", "--budget", "1", "--cost-weight", "2"], "not allowed with argument"),
         (["nonsense"], "invalid choice: 'nonsense'"),
     ],
 )
@@ -465,7 +466,7 @@ def test_route_and_info_bad_input_exits_2(fitted_dir, tmp_path, capsys):
     assert "is not registered" in fails(
         capsys, "route", r, "Which option?", "--models", "ghost-model"
     )
-    assert "cost_weight must be a finite number >= 0" in fails(
+    assert "--cost-weight must be a finite number >= 0" in fails(
         capsys, "route", r, "Which option?", "--cost-weight", "-1"
     )
     assert "empty or whitespace" in fails(capsys, "route", r, "   ")
@@ -475,3 +476,280 @@ def test_route_and_info_bad_input_exits_2(fitted_dir, tmp_path, capsys):
     assert "not a directory holding a saved router" in fails(
         capsys, "info", str(tmp_path / "nope")
     )
+
+
+# -- issue 13: budgets, operating points, pre-flight checks, wording, pipes ------------------------
+def _route_json(capsys, *argv: str) -> list[dict]:
+    code, out, err = run(capsys, "route", *argv, "--json")
+    assert code == 0, err
+    return [json.loads(line) for line in out.strip().splitlines()]
+
+
+def test_route_budget_is_calibrated_on_the_validation_prompts(fitted_dir, mini, embedder, capsys):
+    r = UniRouter.load(fitted_dir, embedder=embedder)
+    gamma, cost, _ = r.predict(r.validation_set_.prompts)
+    most = float(cost[np.arange(len(cost)), gamma.argmin(1)].mean())  # lambda = 0
+    budget = 0.5 * most
+    prompts = [t.replace("\n", " ") for t in mini[1].texts[:3]]
+    recs = _route_json(capsys, str(fitted_dir), *prompts, "--budget", str(budget))
+    lam = r.calibrate(budget=budget)
+    assert lam > 0 and all(rec["cost_weight"] == pytest.approx(lam) for rec in recs)
+    assert all(rec["calibrated_for"] == {"budget": budget} for rec in recs)
+    expected = r.route_batch(prompts, cost_weight=lam)
+    assert [rec["model"] for rec in recs] == [d.model for d in expected]
+    for rec, d in zip(recs, expected):
+        assert rec["predicted_quality"] == pytest.approx(1 - d.chosen_predicted_error, abs=1e-6)
+        assert rec["chosen_expected_cost"] == pytest.approx(d.chosen_expected_cost)
+    # the calibrated weight meets the budget on the validation prompts (what the user asked for)
+    rows = np.arange(len(cost))
+    pick = np.argmin(gamma + lam * cost + 1e-9 * cost / cost.max(), axis=1)
+    assert cost[rows, pick].mean() <= budget * (1 + 1e-9)
+    # the stderr line says what the weight gives; --quiet keeps only the decisions
+    code, out, err = run(capsys, "route", str(fitted_dir), prompts[0], "--budget", str(budget))
+    assert code == 0 and f"meets --budget {budget:g}" in err and "predicted quality" in err
+    assert out.count("\n") == 1 and "\tpredicted quality " in out and "\texpected cost " in out
+    code, out, err = run(capsys, "route", str(fitted_dir), prompts[0], "--budget", str(budget), "--quiet")
+    assert code == 0 and err == "" and out.count("\n") == 1
+
+
+def test_route_quality_floor_and_top_share(fitted_dir, embedder, capsys):
+    r = UniRouter.load(fitted_dir, embedder=embedder)
+    rec = _route_json(capsys, str(fitted_dir), "Which gas do plants absorb?", "--quality-floor", "0.5")[0]
+    assert rec["cost_weight"] == pytest.approx(r.calibrate(quality_floor=0.5))
+    rest = ",".join(m for m in r.models_ if m != r.models_[0])
+    rec = _route_json(capsys, str(fitted_dir), "Which gas do plants absorb?", "--max-top-share", "0", "--models", rest)[0]
+    assert rec["cost_weight"] == pytest.approx(r.calibrate(max_top_share=0.0, models=rest.split(",")))
+    assert r.models_[0] not in rec["ranked"]
+
+
+def test_route_target_errors_speak_cli(fitted_dir, capsys):
+    r = str(fitted_dir)
+    err = fails(capsys, "route", r, "hi", "--budget", "1e-12")
+    assert "--budget 1e-12 is below the cheapest routing's mean cost" in err and "validation prompts" in err
+    assert "--quality-floor 1.0000 is above the best predicted accuracy" in fails(capsys, "route", r, "hi", "--quality-floor", "1")
+    assert "--budget must be a finite number > 0" in fails(capsys, "route", r, "hi", "--budget", "0")
+    assert "--max-top-share must be a finite number in [0, 1]" in fails(capsys, "route", r, "hi", "--max-top-share", "2")
+
+
+def test_info_shows_accuracy_cost_and_operating_points(fitted_dir, embedder, capsys):
+    code, out, _ = run(capsys, "info", str(fitted_dir))
+    assert code == 0 and "val. accuracy" in out and "mean cost/query" in out and "operating points" in out
+    code, out, _ = run(capsys, "info", str(fitted_dir), "--json")
+    doc = json.loads(out)
+    r = UniRouter.load(fitted_dir, embedder=embedder)
+    for s in doc["model_summaries"]:
+        p = r.get_profile(s["name"])
+        assert s["validation_accuracy"] == pytest.approx(p.accuracy, abs=1e-4) and s["cost_per_query"] == p.cost_per_query
+    points = doc["operating_points"]
+    assert 2 <= len(points) <= 7 and points[0]["cost_weight"] == 0.0
+    lams = [p["cost_weight"] for p in points]
+    assert lams == sorted(lams) and [p["cost_per_query"] for p in points] == sorted((p["cost_per_query"] for p in points), reverse=True)
+    # every row is exactly what routing the validation prompts at that cost weight gives
+    for p in points:
+        ds = r.route_batch(r.validation_set_.prompts, cost_weight=p["cost_weight"])
+        assert np.mean([d.chosen_expected_cost for d in ds]) == pytest.approx(p["cost_per_query"], rel=1e-9)
+        assert np.mean([1 - d.chosen_predicted_error for d in ds]) == pytest.approx(p["predicted_quality"], abs=1e-9)
+    # the table's budget column round-trips through --budget
+    rec = _route_json(capsys, str(fitted_dir), "hi there", "--budget", repr(points[-1]["cost_per_query"] * 1.000001))[0]
+    assert rec["cost_weight"] <= points[-1]["cost_weight"] * 1.0001
+
+
+def test_validation_set_and_add_model_loop(router_dir, capsys):
+    r = UniRouter.load(router_dir)
+    code, out, _ = run(capsys, "validation-set", str(router_dir))
+    rows = [json.loads(x) for x in out.strip().splitlines()]
+    assert code == 0 and [x["id"] for x in rows] == r.validation_set_.ids
+    assert [x["prompt"] for x in rows] == r.validation_set_.prompts and "reference" in rows[0]
+    path = router_dir.parent / "val.csv"
+    code, _, err = run(capsys, "validation-set", str(router_dir), "--out", str(path))
+    assert code == 0 and f"wrote {len(rows)} validation prompts" in err and "unirouter add-model" in err
+    before = path.read_bytes()
+    err = fails(capsys, "validation-set", str(router_dir), "--out", str(path))
+    assert "already exists; pass --overwrite" in err
+    assert path.read_bytes() == before  # never overwritten without --overwrite
+    with open(path, encoding="utf-8") as f:
+        table = list(csv.DictReader(f))
+    graded = [{**row, "correctness": str(k % 2)} for k, row in enumerate(table)]
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(graded[0]))
+        w.writeheader()
+        w.writerows(graded)
+    code, _, _ = run(capsys, "add-model", str(router_dir), "graded", "--correctness", str(path), "--cost", "0.001")
+    assert code == 0
+    scores = UniRouter.load(router_dir).get_profile("graded").scores
+    np.testing.assert_array_equal(scores, [k % 2 for k in range(len(table))])
+
+
+def test_messages_speak_cli_not_python(fitted_dir, router_dir, mini, tmp_path, capsys):
+    name = UniRouter.load(router_dir).models_[0]
+    n = UniRouter.load(router_dir).n_validation_
+    (tmp_path / "ok.txt").write_text("1\n" * n)
+    errs = [
+        fails(capsys, "fit", "--data", str(mini[0]), "--out", str(fitted_dir), "--quiet"),
+        fails(capsys, "add-model", str(router_dir), name, "--correctness", str(tmp_path / "ok.txt"), "--cost", "1"),
+        fails(capsys, "route", str(fitted_dir), "hi", "--exclude", ",".join(mini[1].model_names)),
+    ]
+    assert "pass --overwrite" in errs[0] and "pass --replace" in errs[1] and "--models/--exclude" in errs[2]
+    for err in errs:
+        assert "=True" not in err and "add_model(" not in err and "models=" not in err
+        assert err.count("\n") == 1  # one line
+
+
+def _forbid_embedding(monkeypatch) -> None:
+    """Make any embedding (or model load) fail loudly: what runs before it is the pre-flight part."""
+    from unirouter.embedding.embedders import SentenceTransformerEmbedder
+
+    def refuse(*_a, **_k):
+        raise AssertionError("the embedding model was used before the input was checked")
+
+    monkeypatch.setattr(SentenceTransformerEmbedder, "embed", refuse)
+    monkeypatch.setattr(SentenceTransformerEmbedder, "_load", refuse)
+
+
+def test_fit_checks_everything_before_embedding(mini, fitted_dir, tmp_path, capsys, monkeypatch):
+    _forbid_embedding(monkeypatch)
+    data = str(mini[0])
+    user_dir = tmp_path / "my-notes"
+    user_dir.mkdir()
+    (user_dir / "keep.txt").write_text("precious")
+    assert "already exists; pass --overwrite" in fails(capsys, "fit", "--data", data, "--out", str(fitted_dir))
+    assert "is not a saved unirouter router; refusing" in fails(capsys, "fit", "--data", data, "--out", str(user_dir), "--overwrite")
+    assert (user_dir / "keep.txt").read_text() == "precious"
+    out = str(tmp_path / "r")
+    assert "larger than the number of training prompts (270)" in fails(capsys, "fit", "--data", data, "--out", out, "--n-clusters", "271")
+    assert "larger than the number of training prompts (50)" in fails(
+        capsys, "fit", "--data", data, "--out", out, "--n-clusters", "51", "--max-train", "50"
+    )
+    assert "--max-train must be an int >= 1" in fails(capsys, "fit", "--data", data, "--out", out, "--max-train", "0")
+    assert "--min-coverage must be a finite number in [0, 1]" in fails(capsys, "fit", "--data", data, "--out", out, "--min-coverage", "2")
+    assert "--prior-strength must be a finite number >= 0" in fails(capsys, "fit", "--data", data, "--out", out, "--prior-strength", "nan")
+    assert "not both" in fails(capsys, "fit", "--data", data, "--prompts", data, "--out", out)
+    assert "--seed must be an int >= 0" in fails(capsys, "fit", "--data", data, "--out", out, "--seed", "-1")
+    assert "needs --data DIR" in fails(capsys, "fit", "--prompts", data, "--validation", data, "--out", out, "--method", "learned")
+    assert "does not exist" in fails(capsys, "fit", "--prompts", str(tmp_path / "none.txt"), "--validation", data, "--out", out)
+    (tmp_path / "train.txt").write_text("a question\nanother question\n")
+    (tmp_path / "val.jsonl").write_text('{"prompt": "same"}\n{"prompt": "same"}\n')
+    err = fails(capsys, "fit", "--prompts", str(tmp_path / "train.txt"), "--validation", str(tmp_path / "val.jsonl"), "--out", out, "--n-clusters", "2")
+    assert "repeats prompt 0" in err and "from the validation file" in err
+    blocked = tmp_path / "file-not-dir"
+    blocked.write_text("x")
+    assert "is not a writable directory" in fails(capsys, "fit", "--data", data, "--out", str(blocked / "r"))
+    assert not (tmp_path / "r").exists()
+
+
+def test_fit_reports_dropped_duplicates_and_counts(mini, tmp_path, capsys):
+    from unirouter import load_dataset
+    from unirouter.data.datasets import split_indices
+
+    _, ds = mini
+    rows = [i - (i % 2) for i in range(len(ds))]  # every odd row repeats the text of the row before
+    dup = ds.subset(rows)
+    dup.ids[:] = [f"q{i}" for i in range(len(dup))]
+    data = write_routing_dataset(dup, tmp_path / "dup")
+    loaded = load_dataset(data)
+    _, va = split_indices(len(loaded), (0.6, 0.4), random_state=0)
+    texts = [loaded.texts[i] for i in va]
+    n_dropped = len(texts) - len(set(texts))
+    assert n_dropped > 0
+    code, out, err = run(capsys, "fit", "--data", str(data), "--out", str(tmp_path / "r"), "--n-clusters", "3", "--val-fraction", "0.4")
+    assert code == 0
+    assert f"validation: {n_dropped} of {len(texts)} prompts repeat an earlier prompt's text and were dropped" in err
+    assert "all 150 distinct prompts are in the embedding cache" in err
+    assert f"/ {len(texts) - n_dropped} validation prompts ({n_dropped} repeated validation prompt" in out
+    assert UniRouter.load(tmp_path / "r").n_validation_ == len(texts) - n_dropped
+
+
+def test_fit_announces_prompts_to_embed_and_time(mini, tmp_path, capsys):
+    import argparse
+
+    from unirouter.cli.main import _announce_embedding
+    from unirouter.embedding.embedders import SentenceTransformerEmbedder
+
+    texts = [f"Short question number {i}: which model should answer it?" for i in range(20)]  # short: fast to embed
+    emb = SentenceTransformerEmbedder(cache=tmp_path / "cache")
+    _announce_embedding(argparse.Namespace(quiet=False), emb, texts + texts[:3], sample=4)
+    err = capsys.readouterr().err
+    assert "embedding 20 prompts; measuring the speed on a sample first" in err
+    assert "for the remaining 16 prompts on this machine" in err and "prompts/s" in err and "--max-train" in err
+    emb.embed(texts)  # what fit does next
+    _announce_embedding(argparse.Namespace(quiet=False), emb, texts + ["a new question?"], sample=4)
+    assert "embedding 1 prompt (20 already cached)..." in capsys.readouterr().err
+    _announce_embedding(argparse.Namespace(quiet=False), emb, texts[:4], sample=4)
+    assert "all 4 distinct prompts are in the embedding cache" in capsys.readouterr().err
+
+
+def test_route_checks_the_router_before_loading_the_model(router_dir, mini, tmp_path, capsys, monkeypatch):
+    code, _, _ = run(capsys, "fit", "--data", str(mini[0]), "--out", str(tmp_path / "empty"), "--n-clusters", "3", "--no-models", "--quiet")
+    assert code == 0
+    _forbid_embedding(monkeypatch)
+    err = fails(capsys, "route", str(tmp_path / "empty"), "hi")
+    assert "has no models yet; add one with `unirouter add-model" in err
+    code, out, _ = run(capsys, "info", str(tmp_path / "empty"))
+    assert code == 0 and "models     0  (add one: unirouter add-model" in out and "operating points" not in out
+    assert "is not registered" in fails(capsys, "route", str(router_dir), "hi", "--models", "ghost")
+    assert "must contain text" in fails(capsys, "route", str(router_dir), "ok", "  ")
+    monkeypatch.setattr(sys, "stdin", io.StringIO("\n \n"))
+    assert "stdin held no prompt" in fails(capsys, "route", str(router_dir))
+
+
+def test_route_help_says_to_batch_prompts(capsys):
+    with pytest.raises(SystemExit):
+        main(["route", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "pass them together as arguments, or pipe them on stdin" in out and "--budget" in out
+
+
+def test_route_reads_stdin_without_a_dash(fitted_dir, mini, capsys, monkeypatch):
+    prompts = [" ".join(t.split()) for t in mini[1].texts[3:5]]
+    monkeypatch.setattr(sys, "stdin", io.StringIO("\n".join(prompts) + "\n"))
+    recs = _route_json(capsys, str(fitted_dir))
+    assert [r["prompt"] for r in recs] == prompts
+
+
+def test_pipes_quiet_and_warnings_in_a_real_process(fitted_dir, mini, tmp_path):
+    """The installed command: a closed pipe (`| head`) exits 141 without a traceback; --quiet prints no
+    loading bar; a library warning is one line without its source line."""
+    import os
+
+    exe = _console_script("unirouter")
+    for argv in (["validation-set", str(fitted_dir)], ["info", str(fitted_dir), "--json"]):
+        p = subprocess.Popen([exe, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        p.stdout.close()  # the reader is gone before anything is written, as after `head -n 0`
+        err = p.stderr.read().decode()
+        assert p.wait(timeout=120) == 141 and err == "", err
+    shell = subprocess.run(
+        f"{exe} validation-set {fitted_dir} | head -n 1", shell=True, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert shell.returncode == 0 and json.loads(shell.stdout)["prompt"] and "Traceback" not in shell.stderr
+    env = {**os.environ, "UNIROUTER_CACHE_DIR": str(tmp_path / "cold")}  # nothing cached: the model loads
+    done = subprocess.run([exe, "route", str(fitted_dir), "--quiet"], input="What is 2 + 2?\n", capture_output=True,
+                          text=True, timeout=300, check=False, env=env)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert done.stdout.count("\n") == 1 and "predicted quality" in done.stdout
+    fit = subprocess.run([exe, "fit", "--data", str(mini[0]), "--out", str(tmp_path / "r"), "--n-clusters", "40", "--quiet"],
+                         capture_output=True, text=True, timeout=300, check=False)
+    assert fit.returncode == 0, fit.stderr
+    lines = fit.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("unirouter fit: warning: ") and "clusters hold no validation prompt" in lines[0]
+
+
+def test_evaluate_output_reads_without_a_manual(data_dir, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    helptext = capsys.readouterr().out
+    assert "vs ZeroRouter (points)" in helptext and "QNC not reached" in helptext and "method.md" not in helptext
+    out = tmp_path / "r.json"
+    code, printed, _ = run(
+        capsys, "evaluate", "--data", str(data_dir / "routerbench_subset"), "--trials", "1", "--methods", "zero", "knn", "kmeans",
+        "best_single", "--k-grid", "5", "--knn-grid", "10", "--json", str(out), "--plot", str(tmp_path / "r.png"), "--no-progress",
+    )
+    assert code == 0 and "vs ZeroRouter (points)" in printed and "gap closed" not in printed and "clairv" not in printed
+    doc = json.loads(out.read_text())
+    m = doc["per_trial"][0]["metrics"]
+    row = next(line for line in printed.splitlines() if line.startswith("UniRoute K-Means"))
+    assert f"{100 * (m['kmeans']['audc'] - m['zero']['audc']):+.1f}" in row
+    # one trial: the mean curve is that trial's curve, read on the grid (flat outside its points)
+    for name in ("zero", "knn", "kmeans"):
+        c0, cm = doc["curves_trial0"][name], doc["curves_mean"][name]
+        np.testing.assert_allclose(cm["quality"], np.interp(cm["cost"], c0["cost"], c0["quality"]), atol=2e-6)
+    assert "best_single" not in doc["curves_mean"] and (tmp_path / "r.png").stat().st_size > 1000

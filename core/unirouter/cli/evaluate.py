@@ -4,9 +4,10 @@
                        [--val-size N] [--methods m ...] [--k-grid K ...] [--knn-grid k ...]
                        [--json OUT] [--plot OUT.png] [--plugin module ...]
 
-Prints a table (AUDC, AUDC@50, QNC, peak, gap closed: mean +/- 2 standard errors over trials) and
-the paired win rates of the UniRoute routers against K-NN. :func:`format_table` and
-:func:`plot_curves` are shared with ``benchmarks/make_report.py``.
+Prints a table (AUDC, AUDC gain over ZeroRouter in points, AUDC@50, QNC, peak: mean +/- 2 standard
+errors over trials; every column is explained in ``--help``) and the paired win rates of the UniRoute
+routers against K-NN. :func:`format_table` and :func:`plot_curves` are shared with
+``benchmarks/make_report.py``.
 """
 
 from __future__ import annotations
@@ -22,14 +23,39 @@ from unirouter.evaluation.protocols import DEFAULT_METHODS
 
 __all__ = ["format_paired", "format_table", "format_zero_losses", "plot_curves", "register", "run"]
 
+COLUMNS_HELP = """\
+How to read the output (mean ± 2 standard errors over the trials):
+  Each router is swept over its cost weight; every setting gives a point (cost, quality) on held-out
+  test prompts routed among the test models. Cost is normalised: mean cost per query divided by the
+  mean cost of the most expensive single model (1.0 = always that model). The deferral curve joins the
+  best points.
+  AUDC                    area under the deferral curve over costs 0..1, i.e. the quality averaged
+                          over the cost range (higher is better).
+  vs ZeroRouter (points)  AUDC minus ZeroRouter's AUDC in the same trial, x 100: accuracy points the
+                          router gains by reading the prompt. ZeroRouter mixes the models at random
+                          (it only knows their average accuracy and cost).
+  AUDC@50                 area over the cheap half of the cost range, 0..0.5 (not rescaled: at most 0.5).
+  QNC                     smallest normalised cost at which the router matches the quality of the best
+                          single model (lower is better; 1.0 when never reached).
+  QNC not reached         trials in which it never matched it.
+  peak                    highest quality on the curve.
+  Oracle knows every test answer and Clairvoyant K-NN is K-NN given the test models' labels on the
+  training prompts: neither can be deployed; they show how much room is left.
+  Paired table: A's AUDC win rate = share of trials where A's AUDC beats B's; AUDC A - B (x 100, in
+  points) and QNC A - B are paired mean differences; sign-test p is the two-sided sign test on the wins.
+"""
+
 
 def register(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``evaluate`` sub-command to an ``argparse`` sub-parsers object."""
     p = subparsers.add_parser(
         "evaluate",
-        help="evaluate routers and baselines on a routing dataset (method.md section 3)",
-        description="Run the unseen-models (or fixed-pool) protocol on a routing dataset and print AUDC, AUDC@50, QNC, "
-        "peak quality and gap closed (mean +/- 2 SE over trials), plus paired win rates against K-NN.",
+        help="evaluate routers and baselines on a routing dataset",
+        description="Run the unseen-models protocol (in each trial, routers are built without a random third of the "
+        "models, which are then added from their validation labels only) or the fixed-pool protocol (all models known) "
+        "on a routing dataset, and compare routers and baselines.",
+        epilog=COLUMNS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--data", required=True, help="dataset folder (with dataset.json)")
     p.add_argument(
@@ -53,7 +79,7 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--min-coverage", type=float, default=0.99, help="keep models observed on this share of prompts (default 0.99)")
     p.add_argument("--plugin", nargs="*", default=[], help="modules to import first (they may call register_method)")
     p.add_argument("--json", dest="json_out", default=None, help="write the results as JSON here")
-    p.add_argument("--plot", default=None, help="write the deferral curves of the first trial to this PNG")
+    p.add_argument("--plot", default=None, help="write the mean deferral curves (and each router's gain over ZeroRouter) to this PNG")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run)
     return p
@@ -166,38 +192,49 @@ def _pm(entry: dict[str, Any] | None, digits: int = 3, pct: bool = False) -> str
 
 
 def format_table(doc: dict[str, Any], *, markdown: bool = False) -> str:
-    """The per-method table of an evaluation JSON document (mean ± 2 SE)."""
+    """The per-method table of an evaluation JSON document (mean ± 2 SE; columns in ``COLUMNS_HELP``)."""
     labels = doc.get("labels", {})
-    header = ["method", "AUDC", "AUDC@50", "QNC", "QNC not reached", "peak", "gap closed (vs clairv. K-NN)", "gap closed (vs oracle)"]
+    header = ["method", "AUDC", "vs ZeroRouter (points)", "AUDC@50", "QNC", "QNC not reached", "peak"]
     rows = []
     for m, e in doc["methods"].items():
         label = labels.get(m, m)
         if "audc" not in e:  # a point (best single model)
             q, c = e.get("quality"), e.get("cost")
-            rows.append([label, "(point)", "", f"cost {_pm(c)}", "", f"quality {_pm(q)}", "", ""])
+            rows.append([label, "(one model)", "", "", f"cost {_pm(c)}", "", f"quality {_pm(q)}"])
             continue
         n = doc.get("trials", 0)
         rows.append(
             [
                 label,
                 _pm(e.get("audc")),
+                "–" if m == "zero" else _vs_zero(doc, m),
                 _pm(e.get("audc50")),
                 _pm(e.get("qnc")),
                 f"{e.get('qnc_not_reached', 0)}/{n}",
                 _pm(e.get("peak")),
-                _gap(e, "gap_closed", "gap_closed_of_means"),
-                _gap(e, "gap_closed_oracle", "gap_closed_oracle_of_means"),
             ]
         )
     return _render(header, rows, markdown=markdown)
 
 
-def _gap(e: dict[str, Any], key: str, of_means: str) -> str:
-    """Ratio of mean AUDC gains (robust), then the per-trial mean ± 2 SE in brackets."""
-    v = e.get(of_means)
-    head = "–" if v is None or not isinstance(v, (int, float)) or not math.isfinite(v) else f"{100 * v:.0f}%"
-    per = _pm(e.get(key), 2)
-    return head if per == "–" else f"{head} ({per})"
+def _vs_zero(doc: dict[str, Any], m: str) -> str:
+    """100 x (AUDC - ZeroRouter's AUDC), paired per trial: mean ± 2 SE (mean difference if no trials kept)."""
+    diffs = [
+        t["metrics"][m]["audc"] - t["metrics"]["zero"]["audc"]
+        for t in doc.get("per_trial") or []
+        if "audc" in t["metrics"].get(m, {}) and "audc" in t["metrics"].get("zero", {})
+    ]
+    diffs = [d for d in diffs if d is not None and math.isfinite(d)]
+    if not diffs:
+        a, z = doc["methods"].get(m, {}).get("audc"), doc["methods"].get("zero", {}).get("audc")
+        if not a or not z or a.get("mean") is None or z.get("mean") is None:
+            return "–"
+        return f"{100 * (a['mean'] - z['mean']):+.1f}"
+    mean = sum(diffs) / len(diffs)
+    if len(diffs) < 2:
+        return f"{100 * mean:+.1f}"
+    se = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1) / len(diffs))
+    return f"{100 * mean:+.1f} ± {200 * se:.1f}"
 
 
 def format_paired(doc: dict[str, Any], *, markdown: bool = False) -> str:
@@ -218,14 +255,14 @@ def format_paired(doc: dict[str, Any], *, markdown: bool = False) -> str:
             [
                 f"{labels.get(a, a)} vs {labels.get(b, b)}",
                 f"{100 * val:.0f}%",
-                _pm(diff, 4),
+                _pm(diff, 2, pct=True),
                 _pm(dq, 3),
                 "–" if p is None else f"{p:.3g}",
             ]
         )
     if not rows:
         return ""
-    header = ["pair (A vs B)", "A's AUDC win rate", "AUDC A − B", "QNC A − B", "sign-test p"]
+    header = ["pair (A vs B)", "A's AUDC win rate", "AUDC A − B (points)", "QNC A − B", "sign-test p"]
     return _render(header, rows, markdown=markdown)
 
 
@@ -260,32 +297,71 @@ def _render(header: list[str], rows: list[list[str]], *, markdown: bool) -> str:
 
 
 def plot_curves(doc: dict[str, Any], path: str | Path, *, title: str | None = None) -> None:
-    """Deferral curves of every method in the first trial (best single model as a point)."""
+    """Mean deferral curves over the trials (left) and each router's gain over ZeroRouter (right).
+
+    Both cost axes are logarithmic: routers differ at low cost, which a linear axis squeezes against
+    its left edge. Documents without mean curves (older results) fall back to the first trial's curves.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
 
-    curves = doc.get("curves_trial0") or {}
+    mean = doc.get("curves_mean") or {}
+    grid_curves = bool(mean)
+    curves = mean or {m: cv for m, cv in (doc.get("curves_trial0") or {}).items() if m != "best_single"}
     labels = doc.get("labels", {})
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, (ax, dx) = plt.subplots(1, 2, figsize=(12, 4.8))
+    xs = [np.asarray(cv["cost"], float) for cv in curves.values()]
+    low = min((float(x[x > 0].min()) for x in xs if (x > 0).any()), default=1e-3)
+    if grid_curves:  # the grid starts at 0: begin the axis where the first curve starts to rise
+        starts = []
+        for cv in curves.values():
+            x, y = np.asarray(cv["cost"], float), np.asarray(cv["quality"], float)
+            rising = np.nonzero(np.abs(y - y[0]) > 1e-9)[0]
+            if rising.size:
+                starts.append(float(x[max(rising[0] - 1, 1)]))
+        low = min(starts, default=low)
+    low = max(low / 1.5, 1e-4)
+    grid = np.geomspace(low, 1.0, 300)
+
+    def on_grid(cv: dict[str, Any]) -> np.ndarray:
+        return np.interp(grid, np.asarray(cv["cost"], float), np.asarray(cv["quality"], float))
+
+    zero = on_grid(curves["zero"]) if "zero" in curves else None
+    off_scale = []  # the oracle's gain dwarfs the routers' differences: named, not drawn, on the right
     for m, cv in curves.items():
-        if m == "best_single":
-            ax.plot(cv["cost"], cv["quality"], "k*", markersize=12, label=labels.get(m, m))
-            continue
-        x = list(cv["cost"])
-        y = list(cv["quality"])
-        # flat left of the cheapest point and right of the last one (method.md 3.1)
-        x = [0.0, *x, max(1.0, x[-1])]
-        y = [y[0], *y, y[-1]]
-        style = "--" if m in ("oracle", "clairvoyant_knn", "zero") else "-"
-        ax.plot(x, y, style, label=labels.get(m, m), linewidth=1.6)
-    ax.set_xlim(0, 1)
-    ax.set_xlabel("normalised cost (mean cost per query / largest single-model mean cost)")
-    ax.set_ylabel("quality (mean accuracy on S_test)")
-    ax.set_title(title or f"{doc.get('dataset')}: deferral curves, {doc.get('protocol')}, trial 0")
-    ax.grid(alpha=0.3)
+        style = ":" if m == "zero" else "--" if m in ("oracle", "clairvoyant_knn") else "-"
+        y = on_grid(cv)
+        (line,) = ax.plot(grid, y, style, label=labels.get(m, m), linewidth=1.6)
+        if zero is not None and m == "oracle":
+            off_scale.append(f"{labels.get(m, m)} up to {100 * float(np.max(y - zero)):+.0f}")
+        elif zero is not None and m != "zero":
+            dx.plot(grid, 100 * (y - zero), style, color=line.get_color(), label=labels.get(m, m), linewidth=1.6)
+    best = doc.get("methods", {}).get("best_single") or {}
+    bq, bc = (best.get("quality") or {}).get("mean"), (best.get("cost") or {}).get("mean")
+    point0 = (doc.get("curves_trial0") or {}).get("best_single")
+    if not grid_curves and point0:  # the first trial's curves go with the first trial's point
+        bq, bc = point0["quality"][0], point0["cost"][0]
+    if bq is not None and bc is not None and bc > 0:
+        ax.plot([bc], [bq], "k*", markersize=12, label=labels.get("best_single", "best single model"))
+        if zero is not None:
+            dx.plot([bc], [100 * (bq - float(np.interp(bc, grid, zero)))], "k*", markersize=12)
+    n = doc.get("trials", 0)
+    what = f"mean over {n} trials" if grid_curves else "trial 0"
+    xlabel = "cost per query, as a share of the most expensive model's (log scale)"
+    for a in (ax, dx):
+        a.set_xscale("log")
+        a.set_xlim(low, 1.0)
+        a.set_xlabel(xlabel)
+        a.grid(alpha=0.3, which="both")
+    ax.set_ylabel("quality on held-out test prompts (mean accuracy)")
+    ax.set_title(title or f"{doc.get('dataset')}: deferral curves ({what}, {doc.get('protocol')})", fontsize=10)
     ax.legend(fontsize=8, loc="lower right")
+    dx.axhline(0.0, color="grey", linewidth=1, linestyle=":")
+    dx.set_ylabel("quality above ZeroRouter at the same cost (points)")
+    dx.set_title("gain over ZeroRouter (random mix of the models)" + (f"; not shown: {', '.join(off_scale)}" if off_scale else ""), fontsize=10)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)

@@ -100,6 +100,8 @@ from unirouter.evaluation.methods import (  # noqa: F401  (K_GRID, _kmeans, ... 
 __all__ = ["METHODS", "MethodSpec", "PreparedData", "ProtocolResult", "TrialData", "prepare_data", "register_method", "run_protocol", "unregister_method"]
 
 PROTOCOLS = ("unseen-models", "fixed-pool", "strongest-unseen")
+# Normalised costs at which mean curves are evaluated: dense near 0, where routers differ most.
+CURVE_GRID = np.unique(np.concatenate([np.linspace(0.0, 1.0, 101), np.geomspace(1e-4, 1.0, 161)]))
 
 
 # -- data -----------------------------------------------------------------------------------------------
@@ -272,6 +274,20 @@ class ProtocolResult:
     trials: list[dict[str, Any]] = field(default_factory=list)
     curves: dict[str, dict[str, list[float]]] = field(default_factory=dict)  # first trial
     seconds: float = 0.0
+    curve_sums: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # per method, on CURVE_GRID
+
+    def add_curves(self, curves: Mapping[str, Mapping[str, Sequence[float]]]) -> None:
+        """Add one trial's deferral curves to the running sums behind :meth:`mean_curves`."""
+        for m, cv in curves.items():
+            if m != "best_single" and len(cv.get("cost", ())) > 0:
+                # the curve is linear between its points and flat outside them, as np.interp extends it
+                y = np.interp(CURVE_GRID, np.asarray(cv["cost"], float), np.asarray(cv["quality"], float))
+                self.curve_sums[m] = self.curve_sums.get(m, 0.0) + y
+
+    def mean_curves(self) -> dict[str, dict[str, list[float]]]:
+        """Each method's deferral curve averaged over the trials (pointwise, on a fixed cost grid)."""
+        n = max(len(self.trials), 1)
+        return {m: {"cost": CURVE_GRID.round(6).tolist(), "quality": (s / n).round(6).tolist()} for m, s in self.curve_sums.items()}
 
     def values(self, method: str, metric: str) -> list[float]:
         return [t["metrics"][method][metric] for t in self.trials if method in t["metrics"] and metric in t["metrics"][method]]
@@ -358,6 +374,7 @@ class ProtocolResult:
             "machine": machine_description(),
             "per_trial": self.trials,
             "curves_trial0": self.curves,
+            "curves_mean": self.mean_curves(),
             **extra,
         }
 
@@ -556,10 +573,10 @@ def run_protocol(
         with limits():
             trial = _run_trial(data, specs, protocol, seed + t, val_size, n_train_models, record, share)
         trial["trial"] = t
+        curves = trial.pop("curves")
         if keep_curves and t == 0:
-            result.curves = trial.pop("curves")
-        else:
-            trial.pop("curves")
+            result.curves = curves
+        result.add_curves(curves)
         result.trials.append(trial)
         result.seconds = time.perf_counter() - t0
         if callback is not None:
