@@ -46,6 +46,7 @@ __all__ = [
     "EmbedderIdentity",
     "EmbeddingCache",
     "SentenceTransformerEmbedder",
+    "WordLlamaEmbedder",
     "as_embedder",
     "default_cache_dir",
 ]
@@ -298,16 +299,17 @@ class _CachingEmbedder:
         found: dict[str, np.ndarray] = {}
         if mem is not None:
             found = {k[1]: v for k, v in mem.get_many([(name, k) for k in keys]).items()}
-        if self.cache is not None and len(found) < len(keys):
-            from_disk = self.cache.get_many(name, [k for k in keys if k not in found])
+        missing = [k for k in keys if k not in found]
+        if self.cache is not None and missing:
+            from_disk = self.cache.get_many(name, missing)
             if mem is not None and from_disk:
                 mem.put_many([(name, k) for k in from_disk], list(from_disk.values()))
             found.update(from_disk)
-        if len(found) < len(keys):
-            todo: dict[str, str] = {}  # each distinct missing text once
-            for k, t in zip(keys, texts):
-                if k not in found:
-                    todo.setdefault(k, t)
+        todo: dict[str, str] = {}  # each distinct missing text once
+        for k, t in zip(keys, texts):
+            if k not in found:
+                todo.setdefault(k, t)
+        if todo:
             new = _l2_normalise(self._compute(list(todo.values())))
             if self.cache is not None:
                 self.cache.put_many(name, list(todo.keys()), new)
@@ -343,7 +345,7 @@ class SentenceTransformerEmbedder(_CachingEmbedder):
         and smaller batches were not slower).
     max_batch_tokens : int or None, default=None
         Most padded tokens (prompts x longest prompt) per forward pass, torch and ONNX; ``None`` =
-        ``DEFAULT_BATCH_TOKENS`` (2048). Prompts are grouped by token length, longest first, so a
+        ``DEFAULT_BATCH_TOKENS`` (512). Prompts are grouped by token length, longest first, so a
         batch pads little and stays in the CPU caches: batching is then never slower per prompt
         than single calls (``benchmarks/bench_embedding_speed.py``).
     device : str, default="cpu"
@@ -554,6 +556,73 @@ class SentenceTransformerEmbedder(_CachingEmbedder):
         q = ", quantize=True" if self.quantize else ""
         chosen = f" -> {self.backend_!r}" if self.backend_ and self.backend_ != self.backend else ""
         return f"SentenceTransformerEmbedder({self.name!r}, backend={self.backend!r}{chosen}{q})"
+
+
+class WordLlamaEmbedder(_CachingEmbedder):
+    """WordLlama static embeddings (token vectors pooled; no transformer): ~100x faster than MiniLM.
+
+    ``pip install 'unirouter[fast]'``. The weights ship inside the ``wordllama`` package and are loaded
+    from its folder with downloads disabled (offline). Routing quality against MiniLM on the shared
+    datasets is in ``benchmarks/RESULTS.md`` (``bench_encoder_quality.py``): use it when the embedding
+    time matters more than that difference. A router must be fitted with the embedder it routes with
+    (the name differs from MiniLM's).
+
+    Parameters
+    ----------
+    config : str, default="l2_supercat"
+        A configuration bundled with the package.
+    dim : int, default=256
+        Matryoshka truncation of the vectors, at most 256 (the package ships the 256-dim weights only).
+    cache : EmbeddingCache, path or None, default=None
+    memory_cache : int, default=4096
+    """
+
+    def __init__(
+        self,
+        config: str = "l2_supercat",
+        *,
+        dim: int = 256,
+        cache: EmbeddingCache | str | Path | None = None,
+        memory_cache: int = DEFAULT_MEMORY_CACHE,
+    ) -> None:
+        if isinstance(dim, bool) or not isinstance(dim, int) or not 1 <= dim <= 256:
+            msg = f"dim must be an integer in [1, 256] (the wordllama package ships 256-dim weights). Got {dim!r}."
+            raise InvalidInputError(msg)
+        self.config = config
+        self._dim = dim
+        self.cache = _resolve_cache(cache)
+        self.memory_cache = _check_memory_cache(memory_cache)
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        return f"wordllama:{self.config}@{self._dim}"
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    @property
+    def model(self) -> Any:
+        if self._model is None:
+            with self._lock:
+                if self._model is None:
+                    try:
+                        import wordllama
+                        from wordllama import WordLlama
+                    except ImportError:
+                        msg = "WordLlamaEmbedder needs the wordllama package: pip install 'unirouter[fast]'"
+                        raise ImportError(msg) from None
+                    folder = Path(wordllama.__file__).parent
+                    self._model = WordLlama.load(self.config, cache_dir=folder, disable_download=True, dim=256, trunc_dim=self._dim if self._dim < 256 else None)
+        return self._model
+
+    def _compute(self, texts: list[str]) -> np.ndarray:
+        return np.asarray(self.model.embed(list(texts), norm=True), dtype=np.float32)
+
+    def __repr__(self) -> str:
+        return f"WordLlamaEmbedder({self.config!r}, dim={self._dim})"
 
 
 class CallableEmbedder(_CachingEmbedder):

@@ -90,6 +90,16 @@ def test_memory_cache_reuses_repeated_text_by_default():
     assert fn.calls[-1] == ["a new step"]
 
 
+def test_repeated_texts_in_one_call_are_served_from_the_caches(tmp_path):
+    for kwargs in ({"cache": tmp_path}, {}):
+        fn = CountingFn()
+        emb = CallableEmbedder(fn, name="toy", **kwargs)
+        first = emb.embed(["same", "same", "other"])
+        again = emb.embed(["same", "same", "other", "same"])  # all known: nothing to compute
+        assert fn.n_embedded == 2
+        np.testing.assert_array_equal(again[[0, 1, 2]], first)
+
+
 def test_memory_cache_is_bounded_and_evicts_least_recently_used():
     fn = CountingFn()
     emb = CallableEmbedder(fn, name="toy", memory_cache=2)
