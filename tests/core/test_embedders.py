@@ -351,3 +351,17 @@ def test_onnx_backend_without_onnxruntime_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     with pytest.raises(ImportError, match="pip install onnxruntime"):
         SentenceTransformerEmbedder(backend="onnx").embed(["a prompt"])
+
+
+def test_wordllama_embedder_runs_offline_from_its_package():
+    pytest.importorskip("wordllama")
+    from unirouter.embedders import WordLlamaEmbedder
+
+    emb = WordLlamaEmbedder()
+    assert emb.name == "wordllama:l2_supercat@256" and emb.dim == 256
+    x = emb.embed(["What is 2 + 2?", "Write a Python function that reverses a list."])
+    assert x.shape == (2, 256) and x.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, rtol=1e-5)
+    assert WordLlamaEmbedder(dim=64).embed(["short"]).shape == (1, 64)
+    with pytest.raises(InvalidInputError, match="dim"):
+        WordLlamaEmbedder(dim=512)
