@@ -1,4 +1,4 @@
-"""The ``unirouter`` command: fit, add-model, route, info, evaluate.
+"""The ``unirouter`` command: fit, add-model, route, info, evaluate, replay.
 
 Every sub-command prints a clear message and exits non-zero on bad input (2 for usage and input
 errors). Only the public API is used here.
@@ -257,6 +257,9 @@ def build_parser() -> argparse.ArgumentParser:
         _evaluate_cli = None
     if _evaluate_cli is not None:
         _evaluate_cli.register(sub)
+    from unirouter import _replay_cli
+
+    _replay_cli.register(sub)
     return parser
 
 
