@@ -71,6 +71,9 @@ class RayExecutor:
         Extra ``ray.init`` arguments when this executor starts or connects to Ray, e.g.
         ``{"runtime_env": {"pip": ["unirouter[ray]"]}}`` for a cluster whose nodes lack the package,
         or ``{"num_cpus": 2}`` for a local runtime.
+    timeout : float, optional
+        Seconds to wait for the next job to finish before giving up (``TimeoutError``; the jobs
+        left are cancelled). None: wait as long as it takes.
 
     The executor shuts down only a Ray runtime it started itself (:meth:`shutdown`, or use it as a
     context manager).
@@ -83,6 +86,7 @@ class RayExecutor:
         *,
         num_cpus_per_task: float = 1,
         init_kwargs: dict[str, Any] | None = None,
+        timeout: float | None = None,
     ) -> None:
         if num_workers is not None and (isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1):
             msg = f"num_workers must be an int >= 1 or None. Got {num_workers!r}."
@@ -94,6 +98,7 @@ class RayExecutor:
         self.num_workers = num_workers
         self.num_cpus_per_task = num_cpus_per_task
         self.init_kwargs = init_kwargs
+        self.timeout = timeout
         self._started = False
 
     def _ray(self) -> Any:
@@ -130,7 +135,10 @@ class RayExecutor:
                     pending[remote.remote(fn, shared_ref, item)] = i
                 if not pending:
                     return
-                done, _ = ray.wait(list(pending), num_returns=1)
+                done, _ = ray.wait(list(pending), num_returns=1, timeout=self.timeout)
+                if not done:
+                    msg = f"no Ray job finished within {self.timeout} s ({len(pending)} in flight)."
+                    raise TimeoutError(msg)
                 ref = done[0]
                 i = pending.pop(ref)
                 try:
