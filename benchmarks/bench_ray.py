@@ -1,0 +1,159 @@
+"""Evaluation trials and traffic replay on Ray against in process, on this machine (issue 21).
+
+Usage: python benchmarks/bench_ray.py [--dataset routerbench_subset] [--trials 4] [--replay-prompts 240]
+       [--batch-size 32] [--skip-eval] [--skip-replay]
+
+* Evaluation: ``run_protocol`` (unseen-models, the default methods and grids, ``--trials`` trials,
+  seeds 0..) in process, then with ``RayExecutor`` and 1 and 2 workers on a local Ray started here
+  with 2 CPUs. Reported: trials per minute (wall clock, Ray worker start-up included, as a user
+  sees it), the scaling ratio (2 workers / 1 worker) and whether the per-trial metrics equal the
+  in-process ones. The prepared data is put in the object store once; its size is reported.
+* Replay: the first ``--replay-prompts`` test prompts of the dataset as a JSONL log (with a logged
+  model and its real cost), replayed through a UniRouter (K=20, fitted on the 60 % training split,
+  cached embeddings) under two policies, in process and on Ray Data with 1 and 2 embedding actors.
+  The replay embeds every prompt without cache (as ``replay`` does), so this measures embedding
+  plus routing. Reported: prompts per second and the scaling ratio.
+
+The machine is 2 cores shared with other jobs: the 1-minute load is recorded before each run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import fitted_router, make_embedder, table, write_result  # noqa: E402
+
+
+def _load() -> float:
+    return round(os.getloadavg()[0], 1)
+
+
+def _eval(dataset: str, trials: int) -> dict:
+    from unirouter import SentenceTransformerEmbedder, default_data_dir
+    from unirouter._protocols import prepare_data, run_protocol
+    from unirouter.embedders import default_cache_dir
+    from unirouter.executors import RayExecutor
+
+    data = prepare_data(default_data_dir() / dataset, embedder=SentenceTransformerEmbedder(cache=default_cache_dir()))
+    nbytes = int(data.x.nbytes + data.quality.nbytes + data.cost.nbytes)
+    print(f"evaluation: {dataset}, {data.x.shape[0]} prompts, {len(data.model_names)} models, shared data {nbytes / 2**20:.1f} MiB", flush=True)
+    runs = {}
+    ref = None
+    for label, executor in (("in-process", None), ("ray-1", RayExecutor(num_workers=1)), ("ray-2", RayExecutor(num_workers=2))):
+        load = _load()
+        t = time.perf_counter()
+        res = run_protocol(data, trials=trials, executor=executor)
+        sec = time.perf_counter() - t
+        same = None
+        if ref is None:
+            ref = res
+        else:
+            same = all(a["metrics"] == b["metrics"] and a["params"] == b["params"] for a, b in zip(ref.trials, res.trials))
+        per_trial = [sum(tr["seconds"].values()) for tr in res.trials]
+        runs[label] = {"seconds": sec, "trials_per_minute": 60 * trials / sec, "load": load, "same_as_in_process": same,
+                       "median_trial_seconds": float(np.median(per_trial))}
+        print(f"  {label:<11} {sec:7.1f} s  {60 * trials / sec:6.2f} trials/min  (median trial {np.median(per_trial):.1f} s in its worker; load {load})  same={same}", flush=True)
+    return {"dataset": dataset, "prompts": int(data.x.shape[0]), "models": len(data.model_names), "trials": trials, "shared_bytes": nbytes, "runs": runs}
+
+
+def _replay(dataset: str, n: int, batch_size: int) -> dict:
+    from unirouter.replay import ReplayPolicy, replay
+
+    router, splits = fitted_router(dataset, make_embedder("torch"))
+    test = splits["test"]
+    n = min(n, len(test))
+    rng = np.random.default_rng(0)
+    cols = rng.integers(0, len(test.model_names), size=n)
+    tmp = Path(tempfile.mkdtemp(prefix="bench_ray_"))
+    log = tmp / "log.jsonl"
+    with open(log, "w", encoding="utf-8") as f:
+        for i in range(n):
+            j = cols[i]
+            f.write(json.dumps({"id": str(i), "prompt": test.texts[i], "model": test.model_names[j], "cost": float(test.cost[i, j])}) + "\n")
+    pols = [ReplayPolicy(name="quality", cost_weight=0.0), ReplayPolicy(name="budget", budget=float(np.nanmedian(test.cost)))]
+    print(f"replay: {n} {dataset} test prompts, router K=20 over {len(router.models_)} models, batch {batch_size}", flush=True)
+    runs = {}
+    ref = None
+    for label, kw in (("in-process", {}), ("ray-1", {"ray": True, "num_actors": 1}), ("ray-2", {"ray": True, "num_actors": 2})):
+        load = _load()
+        t = time.perf_counter()
+        doc = replay(router, log, policies=pols, output=tmp / f"{label}.parquet", batch_size=batch_size, **kw)
+        sec = time.perf_counter() - t
+        same = None
+        if ref is None:
+            ref = doc
+        else:
+            same = all(ref["policies"][p]["share"] == doc["policies"][p]["share"] for p in ref["policies"])
+        runs[label] = {"seconds": sec, "prompts_per_second": n / sec, "load": load, "same_as_in_process": same, "summary": doc}
+        print(f"  {label:<11} {sec:7.1f} s  {n / sec:6.2f} prompts/s  (load {load})  same={same}", flush=True)
+    saving = ref["policies"]["budget"]["vs_logged"].get("saving_share")
+    return {"dataset": dataset, "prompts": n, "batch_size": batch_size, "runs": runs, "budget_saving_share": saving}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dataset", default="routerbench_subset")
+    ap.add_argument("--trials", type=int, default=4)
+    ap.add_argument("--replay-prompts", type=int, default=240)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--skip-eval", action="store_true")
+    ap.add_argument("--skip-replay", action="store_true")
+    args = ap.parse_args()
+
+    import ray
+
+    t = time.perf_counter()
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=256 * 2**20, log_to_driver=False, configure_logging=False)
+    ray_start = time.perf_counter() - t
+    print(f"local Ray (2 CPUs) started in {ray_start:.1f} s", flush=True)
+    ev = None if args.skip_eval else _eval(args.dataset, args.trials)
+    rp = None if args.skip_replay else _replay(args.dataset, args.replay_prompts, args.batch_size)
+    ray.shutdown()
+
+    md = [f"Local Ray with 2 CPUs on this 2-core machine (started in {ray_start:.0f} s, not counted below). "
+          "Wall-clock times include starting Ray workers and loading the model in each actor, as a user would see them."]
+    rows = []
+    if ev:
+        r = ev["runs"]
+        for label in ("in-process", "ray-1", "ray-2"):
+            x = r[label]
+            rows.append([f"evaluation, {label}", f"{x['seconds']:.1f}", f"{x['trials_per_minute']:.2f} trials/min", x["load"],
+                         "-" if x["same_as_in_process"] is None else ("yes" if x["same_as_in_process"] else "NO")])
+        ev["scaling_2_over_1"] = r["ray-2"]["trials_per_minute"] / r["ray-1"]["trials_per_minute"]
+        ev["ray2_over_in_process"] = r["ray-2"]["trials_per_minute"] / r["in-process"]["trials_per_minute"]
+    if rp:
+        r = rp["runs"]
+        for label in ("in-process", "ray-1", "ray-2"):
+            x = r[label]
+            rows.append([f"replay, {label}", f"{x['seconds']:.1f}", f"{x['prompts_per_second']:.2f} prompts/s", x["load"],
+                         "-" if x["same_as_in_process"] is None else ("yes" if x["same_as_in_process"] else "NO")])
+        rp["scaling_2_over_1"] = r["ray-2"]["prompts_per_second"] / r["ray-1"]["prompts_per_second"]
+        rp["ray2_over_in_process"] = r["ray-2"]["prompts_per_second"] / r["in-process"]["prompts_per_second"]
+    md.append("")
+    md.append(table(["job", "seconds", "throughput", "1-min load at start", "same results as in process"], rows))
+    md.append("")
+    if ev:
+        md.append(
+            f"Evaluation: {ev['trials']} unseen-models trials on {ev['dataset']} ({ev['prompts']} prompts, {ev['models']} models, default methods "
+            f"and grids); scaling 2 workers / 1 worker = {ev['scaling_2_over_1']:.2f}x, Ray 2 workers / in process = {ev['ray2_over_in_process']:.2f}x. "
+            f"The shared data put once in the object store is {ev['shared_bytes'] / 2**20:.1f} MiB."
+        )
+    if rp:
+        md.append(
+            f"Replay: {rp['prompts']} {rp['dataset']} test prompts (JSONL, embedded without cache), 2 policies, batch {rp['batch_size']}; "
+            f"scaling 2 actors / 1 actor = {rp['scaling_2_over_1']:.2f}x, Ray 2 actors / in process = {rp['ray2_over_in_process']:.2f}x."
+        )
+    write_result("ray", title="Evaluation and replay on Ray (issue 21)", section_markdown="\n".join(md), evaluation=ev, replay=rp)
+
+
+if __name__ == "__main__":
+    main()
