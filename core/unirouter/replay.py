@@ -358,7 +358,7 @@ def replay(
     ray : bool, default=False
         Run on Ray Data: ``map_batches`` over a pool of ``num_actors`` actors (one CPU each), each
         holding the embedder and the router; the driver streams results in log order. Starts a
-        local Ray unless one is running or ``ray_address`` is given.
+        local Ray (shut down at the end) unless one is running or ``ray_address`` is given.
 
     Returns
     -------
@@ -476,7 +476,8 @@ def _ray_batches(
     from unirouter.executors import import_ray
 
     ray = import_ray()
-    if not ray.is_initialized():
+    started = not ray.is_initialized()
+    if started:
         ray.init(address=address)
     import ray.data
 
@@ -507,7 +508,35 @@ def _ray_batches(
             num_cpus=1,
             udf_modifying_row_count=False,
         )
-        for batch in ds.iter_batches(batch_size=batch_size, batch_format="numpy"):
-            yield batch
+        try:
+            yield from ds.iter_batches(batch_size=batch_size, batch_format="numpy")
+        except Exception as e:  # Ray wraps an actor's error; surface ours (e.g. an empty prompt) as is
+            ours = _our_error(e)
+            if ours is None:
+                raise
+            raise ours from None
     finally:
         ctx.execution_options.preserve_order, ctx.enable_progress_bars = saved
+        if started:  # leave a runtime the caller started alone; shut down the one started here
+            ray.shutdown()
+
+
+def _our_error(e: BaseException) -> BaseException | None:
+    """The UniRouterError inside a chain of Ray wrappers, if any."""
+    from unirouter.exceptions import UniRouterError
+
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, UniRouterError):
+            return e
+        as_cause = getattr(e, "as_instanceof_cause", None)
+        if callable(as_cause):
+            try:
+                inner = as_cause()
+            except Exception:  # noqa: BLE001 - best effort only
+                inner = None
+            if isinstance(inner, UniRouterError):
+                return inner
+        e = e.__cause__ or e.__context__ or getattr(e, "cause", None)
+    return None

@@ -252,6 +252,10 @@ def test_replay_on_ray_data_equals_in_process(local_ray, fitted_router, traffic,
         assert here["policies"][name]["share"] == there["policies"][name]["share"]
         np.testing.assert_allclose(here["policies"][name]["expected_spend"], there["policies"][name]["expected_spend"], rtol=1e-6)
     assert here["logged"]["share"] == there["logged"]["share"]
+    # a bad row fails in an actor and surfaces as our typed error, not as a Ray wrapper
+    (tmp_path / "empty.jsonl").write_text('{"prompt": "What is 2 + 2?"}\n{"prompt": "  "}\n')
+    with pytest.raises(DatasetError, match="empty prompt"):
+        replay(fitted_router, tmp_path / "empty.jsonl", ray=True, num_actors=1, embedder=emb)
 
 
 def test_replay_refuses_bad_logs_and_existing_outputs(fitted_router, traffic, tmp_path):
@@ -266,6 +270,10 @@ def test_replay_refuses_bad_logs_and_existing_outputs(fitted_router, traffic, tm
     (tmp_path / "broken.jsonl").write_text('{"prompt": "hello"}\n{"prompt": \n')
     with pytest.raises(DatasetError, match="line 2 is not JSON"):
         replay(fitted_router, tmp_path / "broken.jsonl")
+    (tmp_path / "empty.jsonl").write_text('{"prompt": "hello"}\n{"prompt": ""}\n')
+    with pytest.raises(DatasetError, match="empty prompt"):
+        replay(fitted_router, tmp_path / "empty.jsonl", output=tmp_path / "never.jsonl")
+    assert not (tmp_path / "never.jsonl").exists() and not list(tmp_path.glob(".never*"))  # no half-written output
     with pytest.raises(DatasetError, match="does not exist"):
         replay(fitted_router, tmp_path / "missing.jsonl")
     (tmp_path / "log.csv").write_text("prompt\nhi\n")
