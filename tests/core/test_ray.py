@@ -312,3 +312,17 @@ def test_replay_cli(fitted_router, traffic, tmp_path, capsys):
     assert main(argv) == 2  # outputs exist: refused, not overwritten
     assert "exists" in capsys.readouterr().err
     assert main([*argv, "--overwrite"]) == 0
+
+
+def test_routers_and_embedders_travel_to_workers_by_pickle(fitted_router, mmlu_embeddings):
+    """What Ray ships to actors: the router and its embedder, without the loaded model or locks."""
+    import pickle
+
+    emb = fitted_router.embedder_
+    emb.embed(["load the model"])  # loaded, with a lock
+    copy = pickle.loads(pickle.dumps(fitted_router))
+    assert copy.embedder_._model is None and copy.embedder_.name == emb.name
+    x = mmlu_embeddings["test"][:20]
+    assert copy.models_ == fitted_router.models_
+    np.testing.assert_array_equal(copy.choose(x, 5.0), fitted_router.choose(x, 5.0))
+    np.testing.assert_allclose(copy.embedder_.embed(["What is 2 + 2?"]), emb.embed(["What is 2 + 2?"]), atol=1e-6)
