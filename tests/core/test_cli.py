@@ -662,7 +662,7 @@ def test_fit_reports_dropped_duplicates_and_counts(mini, tmp_path, capsys):
 def test_fit_announces_prompts_to_embed_and_time(mini, tmp_path, capsys):
     import argparse
 
-    from unirouter.cli.main import _announce_embedding
+    from unirouter.cli.commands import _announce_embedding
     from unirouter.embedding.embedders import SentenceTransformerEmbedder
 
     texts = [f"Short question number {i}: which model should answer it?" for i in range(20)]  # short: fast to embed

@@ -1,8 +1,8 @@
-"""The ``unirouter`` command line: ``main`` (fit, add-model, route, info, ...) and ``evaluate``.
+"""The ``unirouter`` command line: ``commands`` (fit, add-model, route, info, ...), ``evaluate``, ``replay``.
 
 Top layer: may import anything below; nothing imports it.
 """
 
-from unirouter.cli.main import main
+from unirouter.cli.commands import main
 
 __all__ = ["main"]

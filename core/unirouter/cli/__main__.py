@@ -2,6 +2,6 @@
 
 import sys
 
-from unirouter.cli.main import main
+from unirouter.cli.commands import main
 
 sys.exit(main())

@@ -3,6 +3,7 @@
     unirouter evaluate --data DIR [--protocol unseen-models|fixed-pool|strongest-unseen] [--trials N] [--seed S]
                        [--val-size N] [--methods m ...] [--k-grid K ...] [--knn-grid k ...]
                        [--json OUT] [--plot OUT.png] [--plugin module ...]
+                       [--ray] [--ray-address ADDR] [--workers N]
 
 Prints a table (AUDC, AUDC gain over ZeroRouter in points, AUDC@50, QNC, peak: mean +/- 2 standard
 errors over trials; every column is explained in ``--help``) and the paired win rates of the UniRoute
@@ -81,6 +82,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--json", dest="json_out", default=None, help="write the results as JSON here")
     p.add_argument("--plot", default=None, help="write the mean deferral curves (and each router's gain over ZeroRouter) to this PNG")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--ray", action="store_true", help="run the trials as Ray tasks (needs unirouter[ray]; starts a local Ray unless --ray-address)")
+    p.add_argument("--ray-address", default=None, help="Ray cluster to run the trials on (implies --ray), e.g. auto or ray://head:10001")
+    p.add_argument("--workers", type=int, default=None, help="trials in flight at once on Ray (default: the cluster's CPUs)")
     p.set_defaults(func=run)
     return p
 
@@ -93,9 +97,18 @@ def run(args: argparse.Namespace) -> int:
     from unirouter.evaluation.protocols import run_protocol
     from unirouter.exceptions import UniRouterError
 
+    executor = None
     try:
         for mod in args.plugin or []:
             importlib.import_module(mod)
+        if getattr(args, "ray", False) or getattr(args, "ray_address", None):
+            from unirouter.evaluation.executors import RayExecutor
+
+            executor = RayExecutor(address=args.ray_address, num_workers=args.workers)
+        elif getattr(args, "workers", None) is not None:
+            from unirouter.exceptions import InvalidInputError
+
+            raise InvalidInputError("--workers needs --ray or --ray-address (trials run one after another in process).")
         grids: dict[str, list[int]] = {}
         if args.k_grid:
             grids["n_clusters"] = list(args.k_grid)
@@ -113,10 +126,14 @@ def run(args: argparse.Namespace) -> int:
             param_grids=grids or None,
             min_coverage=args.min_coverage,
             progress=not args.no_progress,
+            executor=executor,
         )
     except (UniRouterError, ImportError) as e:
         print(f"unirouter evaluate: error: {e}", file=sys.stderr)
         return 2
+    finally:
+        if executor is not None:
+            executor.shutdown()
     doc = result.to_json(command=_command(args))
     doc["seconds"] = round(time.perf_counter() - t0, 1)
     print(f"{doc['dataset']}: {doc['protocol']}, {doc['trials']} trials, {doc['n_items']} prompts, {doc['n_models']} models, {doc['seconds']:.0f} s")
@@ -162,6 +179,12 @@ def _command(args: argparse.Namespace) -> str:
         parts += ["--json", str(args.json_out)]
     if args.plot:
         parts += ["--plot", str(args.plot)]
+    if getattr(args, "ray", False) and not getattr(args, "ray_address", None):
+        parts += ["--ray"]
+    if getattr(args, "ray_address", None):
+        parts += ["--ray-address", str(args.ray_address)]
+    if getattr(args, "workers", None) is not None:
+        parts += ["--workers", str(args.workers)]
     return " ".join(shlex.quote(p) for p in parts)
 
 

@@ -563,6 +563,17 @@ class SentenceTransformerEmbedder(_CachingEmbedder):
                 )
             return out
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Travels to other processes (Ray workers) as its settings; the model reloads lazily there.
+        state = self.__dict__.copy()
+        state["_model"] = None
+        state.pop("_lock", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     def __repr__(self) -> str:
         q = ", quantize=True" if self.quantize else ""
         chosen = f" -> {self.backend_!r}" if self.backend_ and self.backend_ != self.backend else ""

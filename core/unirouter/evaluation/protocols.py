@@ -445,6 +445,7 @@ def run_protocol(
     progress: bool = False,
     keep_curves: bool = True,
     callback: Callable[[ProtocolResult], None] | None = None,
+    executor: Any = None,
 ) -> ProtocolResult:
     """Run an evaluation protocol and return per-trial metrics of every method.
 
@@ -476,6 +477,10 @@ def run_protocol(
         Limit BLAS/OpenMP and torch threads during the run (faster on a shared CPU); None = leave.
     callback : callable, optional
         Called with the (partial) result after every trial, e.g. to checkpoint long runs.
+    executor : Executor, optional
+        Where trials run (:mod:`unirouter.evaluation.executors`): in this process by default, or
+        ``RayExecutor(...)``. Trials come back as they finish and are kept in trial order, so the
+        per-trial results do not depend on the executor.
     min_coverage : float, default=0.99
         Keep models observed on at least this share of the prompts (then complete prompts only).
     """
@@ -568,16 +573,19 @@ def run_protocol(
 
         bar = tqdm(total=trials, desc=f"{data.name} {protocol}", unit="trial")
     share = {k: v for k, v in share.items() if k in methods and v in methods and list(methods).index(v) < list(methods).index(k)}
-    limits = _thread_limits(n_threads)
-    for t in iterator:
-        with limits():
-            trial = _run_trial(data, specs, protocol, seed + t, val_size, n_train_models, record, share)
+    if executor is None:
+        from unirouter.evaluation.executors import InProcessExecutor
+
+        executor = InProcessExecutor()
+    jobs = [(specs, protocol, seed + t, val_size, n_train_models, record, share, n_threads) for t in iterator]
+    for t, trial in executor.map_unordered(_trial_job, data, jobs):
         trial["trial"] = t
         curves = trial.pop("curves")
         if keep_curves and t == 0:
             result.curves = curves
         result.add_curves(curves)
         result.trials.append(trial)
+        result.trials.sort(key=lambda tr: tr["trial"])  # executors may finish trials out of order
         result.seconds = time.perf_counter() - t0
         if callback is not None:
             callback(result)
@@ -588,6 +596,13 @@ def run_protocol(
         bar.close()
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def _trial_job(data: PreparedData, job: tuple[Any, ...]) -> dict[str, Any]:
+    """One trial as an executor job (module level, so Ray can ship it to a worker)."""
+    specs, protocol, seed, val_size, n_train_models, record, share, n_threads = job
+    with _thread_limits(n_threads)():
+        return _run_trial(data, specs, protocol, seed, val_size, n_train_models, record, share)
 
 
 def _run_trial(

@@ -674,6 +674,9 @@ def build_parser() -> argparse.ArgumentParser:
     from unirouter.integration import savings
 
     savings.register(sub)
+    from unirouter.cli import replay as _replay_cli
+
+    _replay_cli.register(sub)
     return parser
 
 
