@@ -1,0 +1,235 @@
+"""Pre-trained routers and the bundled validation set: a universal router out of the box.
+
+The package ships, in ``unirouter/pretrained/data`` (built by :mod:`unirouter.pretrained.build`
+from the shared routing data, never read at run time):
+
+* a validation set of about 500 prompts stratified over MMLU-Pro's 14 categories, GSM8K, MATH
+  level 5 and CRUXEval-O, each with its reference answer and answer format (letter, number, Python
+  literal), so :func:`scorer` grades each answer with the right scorer;
+* three fitted routers (``"kmeans"``, ``"learned"``, ``"difficulty"``) holding the profiles of about
+  80 known models on that set (names and list prices in each profile's metadata);
+* a manifest with the version and the SHA-256 of every file, checked on every load.
+
+Everything loads offline, without ``../shared``::
+
+    from unirouter.pretrained import load_pretrained
+    router = load_pretrained("kmeans", models=[])          # no known model: bring your own
+    router.add_model("mine", model=my_fn, cost=TokenPrice(input_per_mtok=0.15, output_per_mtok=0.6),
+                     max_profiling_cost=0.50)                # profiled on the bundled set, graded per prompt
+    router.route("What is 17 * 23?").model
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from unirouter.datasets import ValidationSet
+from unirouter.exceptions import InvalidInputError, PersistenceError, UnknownModelError
+
+__all__ = [
+    "DATA_DIR",
+    "METHODS",
+    "known_models",
+    "load_pretrained",
+    "manifest",
+    "scorer",
+    "scorer_for",
+    "typical_output_tokens",
+    "validation_embeddings",
+    "validation_set",
+]
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+FORMAT = "unirouter-pretrained/1"
+METHODS = ("kmeans", "learned", "difficulty")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _verified(root: Path) -> dict[str, Any]:
+    """The manifest of ``root`` after checking its format and every file's SHA-256."""
+    path = root / "manifest.json"
+    if not path.is_file():
+        msg = (
+            f"{path} is missing: the pre-trained routers are not installed with this copy of unirouter. "
+            "Reinstall the package, or build them with `python -m unirouter.pretrained.build --data ../shared/data`."
+        )
+        raise PersistenceError(msg, path=path)
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        msg = f"{path} is not valid JSON (truncated or edited?): {e}."
+        raise PersistenceError(msg, path=path) from e
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or not isinstance(meta.get("files"), dict):
+        got = meta.get("format") if isinstance(meta, dict) else None
+        msg = f"{path}: format must be {FORMAT!r}. Got {got!r}; reinstall unirouter."
+        raise PersistenceError(msg, path=path)
+    for rel, digest in meta["files"].items():
+        f = root / rel
+        if not f.is_file():
+            msg = f"bundled file {f} is missing; reinstall unirouter."
+            raise PersistenceError(msg, path=f)
+        if _sha256(f) != digest:
+            msg = f"bundled file {f} does not match its checksum in manifest.json (corrupted or modified); reinstall unirouter."
+            raise PersistenceError(msg, path=f)
+    return meta
+
+
+@functools.lru_cache(maxsize=4)
+def _records(root: Path) -> tuple[dict[str, Any], ...]:
+    rows = []
+    with open(root / "validation.jsonl", encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                rows.append(json.loads(line))
+    return tuple(rows)
+
+
+def manifest(*, data_dir: str | Path | None = None) -> dict[str, Any]:
+    """The bundled manifest (version, sizes, chosen settings, checksums), after verifying every file."""
+    return _verified(Path(data_dir) if data_dir is not None else DATA_DIR)
+
+
+def validation_set(*, data_dir: str | Path | None = None) -> ValidationSet:
+    """The bundled validation set: prompts, references, ids and groups (``"mmlu_pro/law"``, ...)."""
+    root = Path(data_dir) if data_dir is not None else DATA_DIR
+    meta = _verified(root)
+    rows = _records(root)
+    vs = ValidationSet(
+        [r["prompt"] for r in rows],
+        references=[r["reference"] for r in rows],
+        ids=[r["id"] for r in rows],
+        groups=[r["group"] for r in rows],
+    )
+    if vs.fingerprint != meta["validation"]["fingerprint"]:
+        msg = f"{root / 'validation.jsonl'} does not match the fingerprint in manifest.json; reinstall unirouter."
+        raise PersistenceError(msg, path=root / "validation.jsonl")
+    return vs
+
+
+def answer_formats(*, data_dir: str | Path | None = None) -> list[str]:
+    """The answer format of each bundled prompt: ``"letter"``, ``"number"`` or ``"python_literal"``."""
+    root = Path(data_dir) if data_dir is not None else DATA_DIR
+    _verified(root)
+    return [r["format"] for r in _records(root)]
+
+
+def typical_output_tokens(*, data_dir: str | Path | None = None) -> np.ndarray:
+    """A typical answer length (tokens) per bundled prompt: the known models' median, for cost estimates."""
+    root = Path(data_dir) if data_dir is not None else DATA_DIR
+    _verified(root)
+    return np.array([float(r["typical_output_tokens"]) for r in _records(root)])
+
+
+def validation_embeddings(*, data_dir: str | Path | None = None) -> np.ndarray:
+    """The MiniLM embeddings of the bundled prompts (stored as float16, returned as float32)."""
+    root = Path(data_dir) if data_dir is not None else DATA_DIR
+    _verified(root)
+    return np.load(root / "validation_embeddings.npy", allow_pickle=False).astype(np.float32)
+
+
+def scorer(*, data_dir: str | Path | None = None) -> Any:
+    """A :class:`~unirouter.scorers.PerPromptScorer` grading each bundled prompt by its format."""
+    from unirouter.scorers import PerPromptScorer
+
+    root = Path(data_dir) if data_dir is not None else DATA_DIR
+    _verified(root)
+    rows = _records(root)
+    return PerPromptScorer([r["prompt"] for r in rows], [r["format"] for r in rows])
+
+
+def scorer_for(vs: ValidationSet) -> Any | None:
+    """The bundled per-prompt scorer if ``vs`` is the bundled validation set, else ``None``.
+
+    Used by the profiler to pick the scorer when none is given, and for cost estimates.
+    """
+    meta_path = DATA_DIR / "manifest.json"
+    if not meta_path.is_file():
+        return None
+    try:
+        fingerprint = json.loads(meta_path.read_text(encoding="utf-8"))["validation"]["fingerprint"]
+    except (KeyError, TypeError, ValueError):
+        return None
+    return scorer() if vs.fingerprint == fingerprint else None
+
+
+def known_models(method: str = "kmeans", *, data_dir: str | Path | None = None) -> list[dict[str, Any]]:
+    """The known models of a pre-trained router: name, families, list prices, bundled-set accuracy."""
+    router = load_pretrained(method, data_dir=data_dir)
+    out = []
+    for name, p in router.profiles_.items():
+        out.append({"name": name, "validation_accuracy": round(p.accuracy, 4), "cost_per_query": p.cost_per_query, **p.metadata})
+    return out
+
+
+def load_pretrained(
+    method: str = "kmeans",
+    *,
+    models: Iterable[str] | None = None,
+    embedder: Any = None,
+    cost_weight: float | None = None,
+    data_dir: str | Path | None = None,
+) -> Any:
+    """A fitted router with the known models' profiles, loaded offline from the package data.
+
+    Parameters
+    ----------
+    method : {"kmeans", "learned", "difficulty"}, default="kmeans"
+        UniRoute with the K-means map, UniRoute with the learned map, or :class:`DifficultyRouter`.
+    models : list of str, optional
+        Keep only these known models (``[]`` keeps none: add your own). Default: all of them. A
+        known model lacking a task family has no score there (NaN, never 0), so for prompts of that
+        family its predicted error falls back to its overall error: prefer your own models.
+    embedder : Embedder, optional
+        Must be the embedder the routers were fitted with (default all-MiniLM-L6-v2).
+    cost_weight : float, optional
+        Default lambda for routing.
+    data_dir : path, optional
+        Another bundle (tests); defaults to the package's own.
+
+    Raises
+    ------
+    PersistenceError
+        A bundled file is missing or does not match its checksum.
+    UnknownModelError
+        ``models`` names a model the bundle does not know.
+    """
+    from unirouter.persistence import load_router
+
+    if method not in METHODS:
+        msg = f"method must be one of {METHODS}. Got {method!r}."
+        raise InvalidInputError(msg)
+    root = Path(data_dir) if data_dir is not None else DATA_DIR
+    _verified(root)
+    vs = validation_set(data_dir=root)
+    router = load_router(root / "routers" / method, embedder=embedder)
+    if router.validation_fingerprint_ != vs.fingerprint:
+        msg = f"{root / 'routers' / method} was built on another validation set than validation.jsonl; reinstall unirouter."
+        raise PersistenceError(msg, path=root / "routers" / method)
+    router.validation_set_ = vs
+    if models is not None:
+        keep = [models] if isinstance(models, str) else list(models)
+        known = set(router.models_)
+        unknown = [m for m in keep if m not in known]
+        if unknown:
+            msg = f"models {unknown} are not known to the pre-trained router; known: {sorted(known)}."
+            raise UnknownModelError(msg, model=unknown[0])
+        for name in list(router.models_):
+            if name not in keep:
+                router.remove_model(name)
+    if cost_weight is not None:
+        router.cost_weight = cost_weight
+    return router
