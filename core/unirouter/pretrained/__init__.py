@@ -39,6 +39,7 @@ __all__ = [
     "known_models",
     "load_pretrained",
     "manifest",
+    "router_for",
     "scorer",
     "scorer_for",
     "typical_output_tokens",
@@ -232,4 +233,48 @@ def load_pretrained(
                 router.remove_model(name)
     if cost_weight is not None:
         router.cost_weight = cost_weight
+    return router
+
+
+def _priced(router: Any, cost: Any) -> Any:
+    """``cost`` as build_profile takes it: a float, or per-prompt costs from a TokenPrice (prompt
+    characters / 4 input tokens, the typical answer length of each bundled prompt as output)."""
+    from unirouter.profiler import TokenPrice
+
+    if isinstance(cost, dict) and set(cost) == {"input_per_mtok", "output_per_mtok"}:
+        cost = TokenPrice(**cost)
+    if isinstance(cost, TokenPrice):
+        vs = router.validation_set_
+        tin = np.array([len(p) / 4.0 for p in vs.prompts])
+        tout = typical_output_tokens()
+        return (tin * cost.input_per_mtok + tout * cost.output_per_mtok) / 1e6
+    return cost
+
+
+def router_for(
+    names: Iterable[str],
+    *,
+    costs: Any = None,
+    method: str = "kmeans",
+    embedder: Any = None,
+) -> Any:
+    """The pre-trained router holding the stored profiles of those ``names`` it knows, and no other.
+
+    What the LangChain and LlamaIndex ``from_pretrained`` constructors build on: names the bundle
+    knows (e.g. ``"gpt-4o-2024-05-13"``) keep their stored profile (re-priced when ``costs`` gives
+    their price: a cost per query or a ``TokenPrice``); every other name is left for profiling on
+    the bundled validation set.
+    """
+    names = list(names)
+    router = load_pretrained(method, embedder=embedder)
+    keep = set(names)
+    for name in list(router.models_):
+        if name not in keep:
+            router.remove_model(name)
+    for name, cost in dict(costs or {}).items():
+        if cost is None or name not in router.models_:
+            continue
+        old = router.get_profile(name)
+        new = router.build_profile(name, old.scores, cost=_priced(router, cost), metadata={**old.metadata, "repriced": True})
+        router._register(new, replace=True)
     return router
