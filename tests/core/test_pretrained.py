@@ -29,6 +29,7 @@ from unirouter.pretrained import (
     answer_formats,
     load_pretrained,
     manifest,
+    refit_clusters,
     router_for,
     scorer,
     typical_output_tokens,
@@ -170,7 +171,7 @@ def test_replayed_known_model_profiles_to_its_recorded_labels(no_shared, mmlu, z
     stored = router.get_profile("gpt-4o-2024-05-13")
     model = BundledReplay.build(mmlu, zeroeval, "gpt-4o-2024-05-13")
     profile = router.add_model(
-        "my-gpt-4o", model=model, cost=TokenPrice(input_per_mtok=5, output_per_mtok=15), progress=False, max_profiling_cost=1.0
+        "my-gpt-4o", model=model, cost=TokenPrice(input_per_mtok=5, output_per_mtok=15), progress=False, max_profiling_cost=20.0
     )  # no scorer=: the bundled per-prompt scorer is used
     assert len(model.calls) == len(router.validation_set_)
     assert np.array_equal(profile.scores, stored.scores)
@@ -209,6 +210,21 @@ def test_router_for_keeps_known_names_and_reprices(no_shared, embedder):
     assert p.cost_per_query == 0.5 and p.metadata["repriced"]
     r2 = router_for(["gpt-4o-2024-05-13"], costs={"gpt-4o-2024-05-13": TokenPrice(input_per_mtok=1, output_per_mtok=1)}, embedder=embedder)
     assert r2.get_profile("gpt-4o-2024-05-13").costs is not None
+
+
+def test_refit_clusters_on_own_prompts_keeps_profiles(no_shared, embedder):
+    router = load_pretrained(models=["gpt-4o-2024-05-13", "Llama-2-7b-hf"], embedder=embedder)
+    rng = np.random.default_rng(0)
+    mine = rng.normal(size=(200, 384)).astype(np.float32)
+    mine /= np.linalg.norm(mine, axis=1, keepdims=True)
+    new = refit_clusters(router, embeddings=mine, n_clusters=6)
+    assert new.models_ == router.models_ and new.n_clusters == 6
+    for name in new.models_:
+        assert np.array_equal(new.get_profile(name).scores, router.get_profile(name).scores, equal_nan=True)
+    assert new.get_profile("gpt-4o-2024-05-13").cluster_error.shape == (6,)
+    assert router.n_clusters == manifest()["settings"]["n_clusters"]  # the original is unchanged
+    with pytest.raises(InvalidInputError, match="bundled validation set"):
+        refit_clusters(UniRouter(2, embedder=embedder).fit(["a b", "c d", "e f"], validation=["x y", "z w"]), embeddings=mine)
 
 
 # -- scorers -------------------------------------------------------------------------------------

@@ -38,6 +38,7 @@ __all__ = [
     "METHODS",
     "known_models",
     "load_pretrained",
+    "refit_clusters",
     "manifest",
     "router_for",
     "scorer",
@@ -278,3 +279,34 @@ def router_for(
         new = router.build_profile(name, old.scores, cost=_priced(router, cost), metadata={**old.metadata, "repriced": True})
         router._register(new, replace=True)
     return router
+
+
+def refit_clusters(
+    router: Any,
+    prompts: Any = None,
+    *,
+    embeddings: Any = None,
+    n_clusters: int | None = None,
+    random_state: int | None = 0,
+) -> Any:
+    """A K-means UniRouter whose clusters come from *your* unlabelled prompts, keeping every profile.
+
+    The K-means map needs no labels, so it can be refitted on your own traffic; each registered
+    model's stored per-prompt scores and costs on the bundled validation set are re-summarised for
+    the new clusters (``add_profile``), so no model is profiled again. ``router`` is any router over
+    the bundled validation set (e.g. ``load_pretrained()`` after adding your models); it is not
+    changed. ``n_clusters`` defaults to the router's own K (or the bundle's).
+    """
+    from unirouter.router import UniRouter
+
+    vs = router.validation_set_
+    if vs is None or vs.fingerprint != validation_set().fingerprint:
+        msg = "refit_clusters needs a router over the bundled validation set (load_pretrained(...))."
+        raise InvalidInputError(msg)
+    k = n_clusters if n_clusters is not None else int(getattr(router, "n_clusters", 0) or manifest()["settings"]["n_clusters"])
+    new = UniRouter(k, random_state=random_state, embedder=router.embedder, cost_weight=getattr(router, "cost_weight", 0.0))
+    new._embedder = router.embedder_
+    new.fit(prompts, embeddings=embeddings, validation=vs, validation_embeddings=validation_embeddings())
+    for profile in router.profiles_.values():
+        new.add_profile(profile)
+    return new
