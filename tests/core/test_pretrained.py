@@ -49,8 +49,10 @@ def zeroeval(data_dir):
 
 
 @pytest.fixture()
-def no_shared(monkeypatch, tmp_path):
-    """The shared data is unreachable: UNIROUTER_DATA points at a folder that does not exist."""
+def no_shared(data_dir, monkeypatch, tmp_path):
+    """The shared data is unreachable: UNIROUTER_DATA points at a folder that does not exist.
+
+    (``data_dir`` is resolved first: other fixtures of the session read the real data.)"""
     monkeypatch.setenv("UNIROUTER_DATA", str(tmp_path / "no-shared-data"))
     monkeypatch.chdir(tmp_path)
     return tmp_path

@@ -32,7 +32,7 @@ def chat_models(mmlu, zeroeval):
 
 
 @pytest.mark.parametrize("cls", [UniRouteChatModel, UniRouteRunnable])
-def test_from_pretrained_profiles_new_models_and_routes(cls, chat_models, tmp_path, embedder, monkeypatch):
+def test_from_pretrained_profiles_new_models_and_routes(cls, chat_models, tmp_path, embedder, monkeypatch, data_dir):
     monkeypatch.setenv("UNIROUTER_DATA", str(tmp_path / "no-shared-data"))
     chat = cls.from_pretrained(
         chat_models,

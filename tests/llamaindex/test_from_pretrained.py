@@ -20,7 +20,7 @@ def zeroeval(data_dir):
     return load_dataset(data_dir / "zeroeval_math_code", load_responses=False)
 
 
-def test_from_pretrained_profiles_and_routes(mmlu, zeroeval, tmp_path, embedder, monkeypatch):
+def test_from_pretrained_profiles_and_routes(mmlu, zeroeval, tmp_path, embedder, monkeypatch, data_dir):
     monkeypatch.setenv("UNIROUTER_DATA", str(tmp_path / "no-shared-data"))
     strong = RecordedLLM(BundledReplay.build(mmlu, zeroeval, "gpt-4o-2024-05-13"))
     known = RecordedLLM(RecordedModel.from_dataset(mmlu, KNOWN))
