@@ -467,6 +467,7 @@ class PoolMethods:
         """
         from unirouter.embedders import default_cache_dir
         from unirouter.pretrained import router_for
+        from unirouter.pretrained import scorer as bundled_scorer
 
         resolved = {name: resolve_chat_model(name, model) for name, model in dict(models).items()}
         router = router_for(resolved, costs=costs, method=method, embedder=embedder)
@@ -479,7 +480,7 @@ class PoolMethods:
             router,
             resolved,
             costs=costs,
-            scorer=scorer,
+            scorer=scorer if scorer is not None else bundled_scorer(),
             response_cache=response_cache,
             options=options,
             profile_kwargs=pk,

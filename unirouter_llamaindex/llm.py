@@ -165,6 +165,7 @@ class UniRouteLLM(LLM):
         """
         from unirouter.embedders import default_cache_dir
         from unirouter.pretrained import router_for
+        from unirouter.pretrained import scorer as bundled_scorer
 
         router = router_for(dict(models), costs=costs, method=method, embedder=embedder)
         pk = dict(profile_kwargs or {})
@@ -173,7 +174,7 @@ class UniRouteLLM(LLM):
         if isinstance(response_cache, str) and response_cache == "default":
             response_cache = default_cache_dir() / "responses"
         return cls(
-            router, dict(models), costs=costs, scorer=scorer, response_cache=response_cache, options=options,
+            router, dict(models), costs=costs, scorer=scorer if scorer is not None else bundled_scorer(), response_cache=response_cache, options=options,
             profile_kwargs=pk, **kwargs,
         )  # fmt: skip
 
