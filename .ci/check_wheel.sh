@@ -16,7 +16,13 @@ trap 'rm -rf "$TMP"' EXIT
 WHEEL="$(ls "$TMP"/dist/unirouter-*.whl)"
 SIZE_KB=$(( $(stat -c %s "$WHEEL") / 1024 ))
 echo "built $(basename "$WHEEL") (${SIZE_KB} KB)"
-"$PY" -m zipfile -l "$WHEEL" | grep -q "unirouter/pretrained/data/manifest.json" || { echo "wheel lacks the pre-trained data" >&2; exit 1; }
+"$PY" - "$WHEEL" <<'PYEOF'
+import sys, zipfile
+names = set(zipfile.ZipFile(sys.argv[1]).namelist())
+need = {"unirouter/pretrained/data/manifest.json", "unirouter/pretrained/data/validation.jsonl", "unirouter/pretrained/data/routers/kmeans/router.json"}
+missing = need - names
+sys.exit(f"the wheel lacks the pre-trained data: {sorted(missing)}" if missing else 0)
+PYEOF
 
 "$PY" -m venv --without-pip "$TMP/venv"
 SITE="$("$TMP/venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
