@@ -436,7 +436,7 @@ class PoolMethods:
         models: Mapping[str, BaseChatModel | str],
         *,
         costs: Mapping[str, Any] | None = None,
-        method: str = "kmeans",
+        method: str = "difficulty",
         max_profiling_cost: float | None = None,
         scorer: Any = None,
         response_cache: Any = "default",
@@ -456,7 +456,9 @@ class PoolMethods:
                 ``"openai:gpt-4o-mini"``, resolved with LangChain's ``init_chat_model``.
             costs: ``{name: cost}``; USD per query or a ``unirouter.TokenPrice``. Needed for models
                 the bundle does not know; re-prices a known one.
-            method: ``"kmeans"``, ``"learned"`` or ``"difficulty"``.
+            method: ``"difficulty"`` (default: the only pre-trained router that beat ZeroRouter on
+                both datasets it had never seen, see ``benchmarks/RESULTS.md``), ``"kmeans"`` or
+                ``"learned"``.
             max_profiling_cost: Refuse (``unirouter.ProfilingCostError``, before any call) to
                 profile a model whose estimated cost is above this.
             scorer: Defaults to the bundled per-prompt scorer.

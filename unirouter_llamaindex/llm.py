@@ -146,7 +146,7 @@ class UniRouteLLM(LLM):
         models: Mapping[str, LLM],
         *,
         costs: Mapping[str, Any] | None = None,
-        method: str = "kmeans",
+        method: str = "difficulty",
         max_profiling_cost: float | None = None,
         scorer: Any = None,
         response_cache: Any = "default",
