@@ -12,7 +12,13 @@ PY="${PYTHON:-.venv/bin/python}"
 TMP="$(mktemp -d)"
 trap 'rm -rf "$TMP"' EXIT
 
-"$PY" -m pip wheel -q --no-deps --no-build-isolation -w "$TMP/dist" .
+# Build offline with the venv's own setuptools when it is recent enough (>= 77, as pyproject.toml
+# requires); otherwise let pip fetch the build backend in an isolated environment.
+if "$PY" -c 'import sys, setuptools; sys.exit(int(setuptools.__version__.split(".")[0]) < 77)' 2>/dev/null; then
+    "$PY" -m pip wheel -q --no-deps --no-build-isolation -w "$TMP/dist" .
+else
+    "$PY" -m pip wheel -q --no-deps -w "$TMP/dist" .
+fi
 WHEEL="$(ls "$TMP"/dist/unirouter-*.whl)"
 SIZE_KB=$(( $(stat -c %s "$WHEEL") / 1024 ))
 echo "built $(basename "$WHEEL") (${SIZE_KB} KB)"
