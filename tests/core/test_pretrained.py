@@ -27,6 +27,7 @@ from unirouter.pretrained import (
     DATA_DIR,
     METHODS,
     answer_formats,
+    known_models,
     load_pretrained,
     manifest,
     refit_clusters,
@@ -133,6 +134,13 @@ def test_known_models_lacking_a_family_are_nan_not_zero(embedder):
     # The two spellings of Llama-3.1-70B-Instruct are one model.
     assert "Meta-Llama-3_1-70B-Instruct" not in router.models_
     assert sorted(router.get_profile("Meta-Llama-3.1-70B-Instruct").metadata["families"]) == ["mmlu_pro", "zeroeval_math_code"]
+
+
+def test_known_models_table(no_shared):
+    table = {m["name"]: m for m in known_models()}
+    assert len(table) == manifest()["known_models"]
+    gpt = table["gpt-4o-2024-05-13"]
+    assert 0.5 < gpt["validation_accuracy"] <= 1 and gpt["cost_per_query"] > 0 and gpt["known"]
 
 
 # -- tampering -----------------------------------------------------------------------------------
