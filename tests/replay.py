@@ -74,3 +74,49 @@ class RecordedModel:
     def __call__(self, prompt: str) -> str:
         self.calls.append(prompt)
         return answer_text(self.find(prompt), prompt)
+
+
+@dataclass
+class BundledReplay:
+    """Answers the bundled validation set (``unirouter.pretrained``) as a known model did.
+
+    MMLU-Pro prompts get the model's recorded letter (through :class:`RecordedModel`); GSM8K, MATH and
+    CRUXEval-O prompts, whose responses are not in the shared data, get the reference answer in free
+    text when the model's recorded correctness is 1 and a wrong answer when it is 0, so grading the
+    replies reproduces the recorded labels.
+    """
+
+    mmlu: RecordedModel
+    zeroeval_correct: dict[str, float]
+    references: dict[str, str]
+    formats: dict[str, str]
+    calls: list[str] = field(default_factory=list)
+
+    @classmethod
+    def build(cls, mmlu: RoutingDataset, zeroeval: RoutingDataset, name: str, mmlu_name: str | None = None) -> BundledReplay:
+        from unirouter.pretrained import answer_formats, validation_set
+
+        vs = validation_set()
+        j = zeroeval.model_index([name])[0]
+        correct = {t: float(c) for t, c in zip(zeroeval.texts, zeroeval.correctness[:, j]) if not np.isnan(c)}
+        return cls(
+            mmlu=RecordedModel.from_dataset(mmlu, mmlu_name or name),
+            zeroeval_correct=correct,
+            references=dict(zip(vs.prompts, vs.references)),
+            formats=dict(zip(vs.prompts, answer_formats())),
+        )
+
+    @property
+    def name(self) -> str:
+        return self.mmlu.name
+
+    def __call__(self, prompt: str) -> str:
+        self.calls.append(prompt)
+        fmt = self.formats.get(prompt, "letter")
+        if fmt == "letter":
+            return answer_text(self.mmlu.find(prompt), prompt)
+        ok = self.zeroeval_correct.get(prompt) == 1.0
+        ref = self.references[prompt]
+        if fmt == "number":
+            return f"Step by step we get the result.\nThe answer is {ref if ok else '123456789.5'}."
+        return f"[ANSWER]assert f(...) == {ref if ok else repr('unirouter-wrong')}[/ANSWER]"

@@ -243,6 +243,22 @@ def build_pool(
     return pool
 
 
+def resolve_chat_model(name: str, model: Any) -> Any:
+    """A chat model from a chat model or a provider string (``"openai:gpt-4o-mini"``)."""
+    if not isinstance(model, str):
+        return model
+    try:
+        from langchain.chat_models import init_chat_model
+
+        return init_chat_model(model)
+    except ImportError as e:
+        msg = f"model {name!r} = {model!r} needs its provider's LangChain package: {e}"
+        raise InvalidInputError(msg) from e
+    except ValueError as e:
+        msg = f"model {name!r} = {model!r} is not a provider string LangChain knows ('provider:model'): {e}"
+        raise InvalidInputError(msg) from e
+
+
 def _check_model(name: str, model: Any) -> None:
     if not isinstance(model, BaseChatModel):
         msg = f"model {name!r} must be a LangChain chat model (BaseChatModel). Got {type(model).__name__}."
@@ -429,6 +445,65 @@ class PoolMethods:
         )
         return cls(pool=pool, **kwargs)
 
+    @classmethod
+    def from_pretrained(
+        cls,
+        models: Mapping[str, BaseChatModel | str],
+        *,
+        costs: Mapping[str, Any] | None = None,
+        method: str = "difficulty",
+        max_profiling_cost: float | None = None,
+        scorer: Any = None,
+        response_cache: Any = "default",
+        options: RoutingOptions | Mapping[str, Any] | None = None,
+        profile_kwargs: Mapping[str, Any] | None = None,
+        embedder: Any = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Route among your chat models with the bundled pre-trained router (offline, no dataset).
+
+        Models whose name the bundle knows (e.g. ``"gpt-4o-2024-05-13"``) use their stored profile;
+        every other model is profiled now on the bundled validation set (about 500 prompts, each
+        graded by its own scorer), with the estimated number of calls and cost printed first.
+
+        Args:
+            models: ``{name: chat_model}``; a value may be a provider string such as
+                ``"openai:gpt-4o-mini"``, resolved with LangChain's ``init_chat_model``.
+            costs: ``{name: cost}``; USD per query or a ``unirouter.TokenPrice``. Needed for models
+                the bundle does not know; re-prices a known one.
+            method: ``"difficulty"`` (default: the only pre-trained router that beat ZeroRouter on
+                both datasets it had never seen, see ``benchmarks/RESULTS.md``), ``"kmeans"`` or
+                ``"learned"``.
+            max_profiling_cost: Refuse (``unirouter.ProfilingCostError``, before any call) to
+                profile a model whose estimated cost is above this.
+            scorer: Defaults to the bundled per-prompt scorer.
+            response_cache: Where profiling answers are kept (an interrupted run resumes): a
+                ``unirouter.ResponseCache`` or path; ``"default"`` = ``~/.cache/unirouter/responses``;
+                ``None`` = no cache.
+            **kwargs: Other constructor arguments (``routing_input``, ...).
+        """
+        from unirouter.embedding.embedders import default_cache_dir
+        from unirouter.pretrained import router_for
+        from unirouter.pretrained import scorer as bundled_scorer
+
+        resolved = {name: resolve_chat_model(name, model) for name, model in dict(models).items()}
+        router = router_for(resolved, costs=costs, method=method, embedder=embedder)
+        pk = dict(profile_kwargs or {})
+        if max_profiling_cost is not None:
+            pk["max_profiling_cost"] = max_profiling_cost
+        if isinstance(response_cache, str) and response_cache == "default":
+            response_cache = default_cache_dir() / "responses"
+        return cls(
+            router,
+            resolved,
+            costs=costs,
+            scorer=scorer if scorer is not None else bundled_scorer(),
+            response_cache=response_cache,
+            options=options,
+            profile_kwargs=pk,
+            **kwargs,
+        )
+
 
 # -- running the chosen model inside the router's own run ---------------------------------------
 def run_metadata(decision: Any) -> dict[str, Any]:
@@ -600,3 +675,5 @@ def account(pool: CandidatePool, decision: Any, record: dict[str, Any], usage: A
     entry = book_call(pool, decision, answered_by=record.get("answered_by"), usage=usage, routing_seconds=seconds)
     if entry is not None:
         record["savings"] = entry
+
+

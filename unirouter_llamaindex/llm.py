@@ -144,6 +144,44 @@ class UniRouteLLM(LLM):
         self._sync_class()
 
     @classmethod
+    def from_pretrained(
+        cls,
+        models: Mapping[str, LLM],
+        *,
+        costs: Mapping[str, Any] | None = None,
+        method: str = "difficulty",
+        max_profiling_cost: float | None = None,
+        scorer: Any = None,
+        response_cache: Any = "default",
+        options: RoutingOptions | Mapping[str, Any] | None = None,
+        profile_kwargs: Mapping[str, Any] | None = None,
+        embedder: Any = None,
+        **kwargs: Any,
+    ) -> UniRouteLLM:
+        """Route among your LLMs with the bundled pre-trained router (offline, no dataset).
+
+        Known model names use their stored profiles; other models are profiled now on the bundled
+        validation set (estimated calls and cost printed first; ``max_profiling_cost`` refuses with
+        ``unirouter.ProfilingCostError`` before any call). ``response_cache="default"`` keeps the
+        answers in ``~/.cache/unirouter/responses``. Same arguments as the LangChain
+        ``UniRouteChatModel.from_pretrained``.
+        """
+        from unirouter.embedding.embedders import default_cache_dir
+        from unirouter.pretrained import router_for
+        from unirouter.pretrained import scorer as bundled_scorer
+
+        router = router_for(dict(models), costs=costs, method=method, embedder=embedder)
+        pk = dict(profile_kwargs or {})
+        if max_profiling_cost is not None:
+            pk["max_profiling_cost"] = max_profiling_cost
+        if isinstance(response_cache, str) and response_cache == "default":
+            response_cache = default_cache_dir() / "responses"
+        return cls(
+            router, dict(models), costs=costs, scorer=scorer if scorer is not None else bundled_scorer(), response_cache=response_cache, options=options,
+            profile_kwargs=pk, **kwargs,
+        )  # fmt: skip
+
+    @classmethod
     def class_name(cls) -> str:
         """LlamaIndex's serialisation name."""
         return "UniRouteLLM"

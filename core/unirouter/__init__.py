@@ -20,6 +20,7 @@ from unirouter.exceptions import (
     NotFittedError,
     PersistenceError,
     ProfileMismatchError,
+    ProfilingCostError,
     ProfilingError,
     UniRouterError,
     UniRouterWarning,
@@ -34,6 +35,10 @@ def __getattr__(name: str):  # lazy: these pull in optional work only when used
         from unirouter.routers.calibration import calibrate_cost_weight
 
         return calibrate_cost_weight
+    if name == "load_pretrained":
+        from unirouter.pretrained import load_pretrained
+
+        return load_pretrained
     if name in {"Profiler", "ResponseCache", "TokenPrice"}:
         from unirouter import profiling
 
@@ -57,6 +62,7 @@ __all__ = [
     "PersistenceError",
     "ProfileMismatchError",
     "Profiler",
+    "ProfilingCostError",
     "ProfilingError",
     "ProfilingStats",
     "ResponseCache",
@@ -73,4 +79,5 @@ __all__ = [
     "calibrate_cost_weight",
     "default_data_dir",
     "load_dataset",
+    "load_pretrained",
 ]

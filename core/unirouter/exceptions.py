@@ -13,6 +13,8 @@ raised, so existing ``except ValueError`` / ``except LookupError`` clauses keep 
     ├── ProfileMismatchError(UniRouterError, ValueError)   other validation set, embedder or K
     ├── DatasetError(UniRouterError, ValueError)           no manifest, ids do not match (.path)
     ├── ProfilingError(UniRouterError, RuntimeError)       too many failed calls (.failures, .causes)
+    ├── ProfilingCostError(UniRouterError, ValueError)     estimated profiling cost above the limit
+    │                                                      (.estimate, .limit); raised before any call
     ├── PersistenceError(UniRouterError, ValueError)       missing/truncated/tampered file (.path)
     ├── FailedAnswerError(UniRouterError)                  a model answered, but with a failed answer
     │                                                      (empty, or rejected by is_failed_answer) (.model)
@@ -45,6 +47,7 @@ __all__ = [
     "NotFittedError",
     "PersistenceError",
     "ProfileMismatchError",
+    "ProfilingCostError",
     "ProfilingError",
     "UniRouterError",
     "UniRouterWarning",
@@ -113,6 +116,16 @@ class ProfilingError(UniRouterError, RuntimeError):
         super().__init__(message)
         self.failures = failures
         self.causes = dict(causes) if isinstance(causes, Mapping) else list(causes or [])
+
+
+class ProfilingCostError(UniRouterError, ValueError):
+    """Profiling a model would cost more than ``max_profiling_cost`` (checked before any call)."""
+
+    def __init__(self, message: str, *, estimate: float = 0.0, limit: float = 0.0, calls: int = 0) -> None:
+        super().__init__(message)
+        self.estimate = estimate
+        self.limit = limit
+        self.calls = calls
 
 
 class PersistenceError(UniRouterError, ValueError):

@@ -29,10 +29,12 @@ LAYERS: dict[str, int] = {
     "unirouter.embedding": 1,
     "unirouter.persistence": 2,
     "unirouter.profiling": 3,
-    "unirouter.routers": 4,
-    "unirouter.integration": 5,
-    "unirouter.evaluation": 5,
-    "unirouter.cli": 6,
+    "unirouter.pretrained": 4,
+    "unirouter.routers": 5,
+    "unirouter.integration": 6,
+    "unirouter.evaluation": 6,
+    "unirouter.pretrained.build": 6,
+    "unirouter.cli": 7,
 }
 # The foundation modules form one layer; among themselves they must still respect this order.
 FOUNDATION_ORDER = ["unirouter._version", "unirouter.exceptions", "unirouter._validation", "unirouter._params", "unirouter.profiles"]

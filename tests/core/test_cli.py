@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from unirouter import UniRouter
-from unirouter.cli import main
+from unirouter.cli.commands import main
 from unirouter.data.datasets import MANIFEST_FORMAT
 
 N_MODELS = 6

@@ -135,7 +135,7 @@ def _broken_factory(data, **params):
 
 
 def test_evaluate_cli_on_ray(local_ray, data_dir, tmp_path, capsys):
-    from unirouter.cli import main
+    from unirouter.cli.commands import main
 
     out = tmp_path / "r.json"
     common = ["evaluate", "--data", str(data_dir / "routerbench_subset"), "--trials", "2", "--methods", "zero", "knn", "kmeans", "best_single",
@@ -293,7 +293,7 @@ def test_replay_refuses_bad_logs_and_existing_outputs(fitted_router, traffic, tm
 
 
 def test_replay_cli(fitted_router, traffic, tmp_path, capsys):
-    from unirouter.cli import main
+    from unirouter.cli.commands import main
 
     _, rows = traffic
     rows = rows[:12]  # the CLI embeds without cache: keep it short

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from unirouter import InvalidInputError, PersistenceError, UnknownModelError
 from unirouter.integration.capabilities import restrict_to_capable
-from unirouter.cli import main
+from unirouter.cli.commands import main
 from unirouter.integration import CandidatePool, RoutingOptions
 from unirouter.profiling.profiler import TokenPrice
 from unirouter.integration.savings import SavingsLedger, book_call, top_model

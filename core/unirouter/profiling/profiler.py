@@ -36,7 +36,9 @@ import asyncio
 import contextvars
 import functools
 import json
+import logging
 import math
+import sys
 import threading
 import time
 import warnings
@@ -51,7 +53,13 @@ import numpy as np
 from unirouter._params import ParamsMixin
 from unirouter._validation import as_rng, check_cost, check_costs, check_model_name, check_prompts
 from unirouter.data.datasets import ValidationSet
-from unirouter.exceptions import InvalidInputError, ProfileMismatchError, ProfilingError, UniRouterWarning
+from unirouter.exceptions import (
+    InvalidInputError,
+    ProfileMismatchError,
+    ProfilingCostError,
+    ProfilingError,
+    UniRouterWarning,
+)
 from unirouter.profiling.response_cache import CachedResponse, ResponseCache, TokenPrice, _as_cache, settings_key, usage_tokens
 from unirouter.profiles import ModelProfile, ProfilingStats
 from unirouter.profiling.scorers import MultipleChoiceScorer, NumericScorer, _is_async_callable, get_scorer, run_sync
@@ -64,7 +72,9 @@ __all__ = [
     "ResponseCache",
     "TokenPrice",
     "settings_key",
+    "ProfilingEstimate",
     "aprofile_model",
+    "estimate_profiling_cost",
     "profile_model",
     "usage_tokens",
 ]
@@ -458,6 +468,12 @@ class _NoBar:
 def _resolve_scorer(scorer: Any, vs: ValidationSet) -> Any:
     if scorer is not None:
         return get_scorer(scorer)
+    from unirouter.data.bundled import formats_for
+    from unirouter.profiling.scorers import PerPromptScorer
+
+    formats = formats_for(vs)  # the bundled validation set grades each prompt by its own format
+    if formats is not None:
+        return PerPromptScorer(list(vs.prompts), formats)
     refs = vs.references
     if refs is not None and all(isinstance(r, str) and len(r.strip()) == 1 and r.strip().upper() in "ABCDEFGHIJ" for r in refs):
         return MultipleChoiceScorer()
@@ -561,6 +577,81 @@ async def _grade(
     return scores, unparsed
 
 
+_log = logging.getLogger("unirouter.profiling.profiler")
+_DEFAULT_OUTPUT_TOKENS = 300.0  # a typical short reasoning answer, when nothing better is known
+
+
+@dataclass(frozen=True)
+class ProfilingEstimate:
+    """What profiling a model will take, known before any call.
+
+    Attributes
+    ----------
+    calls : int
+        Prompts that need a call (not in the response cache).
+    cached : int
+        Prompts answered from the cache (free).
+    cost : float
+        Estimated cost of the calls (USD, or the currency of ``cost=``): prompt characters / 4 input
+        tokens and a typical answer length as output tokens with a :class:`TokenPrice`, else the
+        cost per query times the calls.
+    """
+
+    calls: int
+    cached: int
+    cost: float
+
+    def __str__(self) -> str:
+        return f"{self.calls} calls ({self.cached} cached), about ${self.cost:.4g}"
+
+
+def _output_tokens(vs: ValidationSet, output_tokens: Any) -> np.ndarray:
+    if output_tokens is not None:
+        arr = np.broadcast_to(np.asarray(output_tokens, dtype=float), (len(vs),))
+        if not np.isfinite(arr).all() or (arr < 0).any():
+            msg = "output_tokens must be finite and >= 0 (one number, or one per validation prompt)."
+            raise InvalidInputError(msg)
+        return arr
+    from unirouter.data.bundled import formats_for, typical_output_tokens
+
+    if formats_for(vs) is not None:  # the bundled set knows the known models' typical answer lengths
+        return typical_output_tokens()
+    return np.full(len(vs), _DEFAULT_OUTPUT_TOKENS)
+
+
+def estimate_profiling_cost(
+    router: Any,
+    cost: Any,
+    *,
+    name: str = "model",
+    validation_set: ValidationSet | None = None,
+    cache: Any = None,
+    model_id: str | None = None,
+    generation_settings: Mapping[str, Any] | None = None,
+    output_tokens: Any = None,
+) -> ProfilingEstimate:
+    """How many calls profiling ``name`` needs and about what they cost; makes no call.
+
+    ``output_tokens`` (one number or one per prompt) overrides the typical answer lengths (the
+    known models' median on the bundled set, else 300 tokens). Responses in ``cache`` are free.
+    """
+    vs = _validation_set(router, validation_set)
+    spec = _cost_spec(cost, len(vs))
+    plan = Profiler(cache=cache, generation_settings=generation_settings, progress=False).plan(
+        vs.prompts, model_id=name if model_id is None else model_id
+    )
+    todo = np.asarray(plan.to_call, dtype=np.int64)
+    if isinstance(spec, TokenPrice):
+        tin = np.array([len(vs.prompts[i]) / 4.0 for i in todo])
+        tout = _output_tokens(vs, output_tokens)[todo]
+        total = float((tin * spec.input_per_mtok + tout * spec.output_per_mtok).sum() / 1e6)
+    elif isinstance(spec, np.ndarray):
+        total = float(np.nansum(spec[todo]))
+    else:
+        total = float(spec) * len(todo)
+    return ProfilingEstimate(calls=int(len(todo)), cached=len(plan.cached), cost=total)
+
+
 async def aprofile_model(
     router: Any,
     name: str,
@@ -581,6 +672,7 @@ async def aprofile_model(
     retry_on: Any = None,
     progress: bool = True,
     random_state: Any = None,
+    max_profiling_cost: float | None = None,
 ) -> ModelProfile:
     """Profile ``model`` on the router's validation set and return its (unregistered) profile.
 
@@ -606,6 +698,10 @@ async def aprofile_model(
         Largest share of failed calls accepted. Above it, :class:`ProfilingError` lists the causes.
     max_concurrency, timeout, max_retries, backoff_base, backoff_max, retry_on, generation_settings, progress, random_state
         See :class:`Profiler`.
+    max_profiling_cost : float, optional
+        Refuse to start (:class:`ProfilingCostError`) when the estimate of
+        :func:`estimate_profiling_cost` is above this amount. The estimate (calls, cached answers,
+        cost) is logged, and printed to stderr when ``progress`` is on, before any call.
 
     Returns
     -------
@@ -624,6 +720,8 @@ async def aprofile_model(
     InvalidInputError
         No ``cost=``, no usable scorer, or references missing for a scorer that needs them; raised
         before any call is made.
+    ProfilingCostError
+        The estimated cost is above ``max_profiling_cost``; raised before any call is made.
     """
     t0 = time.perf_counter()
     check_model_name(name)
@@ -639,6 +737,25 @@ async def aprofile_model(
                 "the validation set has none." if vs.references is None else f"prompt {missing[0]} has none."
             )
             raise InvalidInputError(msg)
+    if max_profiling_cost is not None and not (
+        isinstance(max_profiling_cost, (int, float)) and not isinstance(max_profiling_cost, bool) and max_profiling_cost >= 0
+    ):
+        msg = f"max_profiling_cost must be a number >= 0 or None. Got {max_profiling_cost!r}."
+        raise InvalidInputError(msg)
+    estimate = estimate_profiling_cost(
+        router, cost, name=name, validation_set=vs, cache=cache, model_id=model_id, generation_settings=generation_settings
+    )
+    note = f"profiling {name!r}: {estimate} before any call"
+    _log.info(note)
+    if progress:
+        print(f"unirouter: {note}", file=sys.stderr, flush=True)
+    if max_profiling_cost is not None and estimate.cost > max_profiling_cost:
+        msg = (
+            f"profiling {name!r} would make {estimate.calls} calls costing about ${estimate.cost:.4g}, above "
+            f"max_profiling_cost={max_profiling_cost:g}. Nothing was called. Raise the limit, or profile on a "
+            "smaller validation set (e.g. a stratified subset) with its own router."
+        )
+        raise ProfilingCostError(msg, estimate=estimate.cost, limit=float(max_profiling_cost), calls=estimate.calls)
     cost = _cost_spec(cost, len(vs))
     profiler = Profiler(
         max_concurrency=max_concurrency, timeout=timeout, max_retries=max_retries, backoff_base=backoff_base,
@@ -706,6 +823,7 @@ def profile_model(
     retry_on: Any = None,
     progress: bool = True,
     random_state: Any = None,
+    max_profiling_cost: float | None = None,
 ) -> ModelProfile:
     """Sync :func:`aprofile_model` (same parameters); safe to call inside a running event loop."""
     return run_sync(
@@ -714,5 +832,6 @@ def profile_model(
             model_id=model_id, generation_settings=generation_settings, max_concurrency=max_concurrency,
             timeout=timeout, max_retries=max_retries, backoff_base=backoff_base, backoff_max=backoff_max,
             max_failure_rate=max_failure_rate, retry_on=retry_on, progress=progress, random_state=random_state,
+            max_profiling_cost=max_profiling_cost,
         )
     )  # fmt: skip

@@ -12,6 +12,8 @@ MultipleChoiceScorer   the answer letter found in the response vs the reference 
 NumericScorer          the final number (commas, units, $, %, boxed, fractions)    "numeric"
 ExactMatchScorer       normalised text (case, whitespace, punctuation, articles)   "exact"
 RegexScorer            the text a regex extracts (or: does it match at all)
+PythonLiteralScorer    the Python literal in the response vs the reference value    "python_literal"
+PerPromptScorer        each prompt's own scorer (mixed validation sets)
 CallableScorer         any function ``(prompt, response, reference) -> float``
 LLMJudgeScorer         a judge model's verdict, with or without a reference
 =====================  ==========================================================  =================
@@ -21,8 +23,10 @@ LLMJudgeScorer         a judge model's verdict, with or without a reference
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import inspect
+import json
 import math
 import re
 import string
@@ -42,6 +46,8 @@ __all__ = [
     "LLMJudgeScorer",
     "MultipleChoiceScorer",
     "NumericScorer",
+    "PerPromptScorer",
+    "PythonLiteralScorer",
     "RegexScorer",
     "Scorer",
     "get_scorer",
@@ -521,6 +527,138 @@ def _arity(fn: Callable[..., Any]) -> int:
     return min(max(n, 1), 3)
 
 
+# -- Python literals (CRUXEval-O style) -------------------------------------------------------
+_LITERAL_CUES = (
+    re.compile(r"\[ANSWER\](.*?)\[/ANSWER\]", re.DOTALL),
+    re.compile(r"(?m)^\s*assert\s+[^\n]*?==\s*(.+?)\s*$"),
+    re.compile(r"(?im)\b(?:final\s+)?(?:answer|output)\b[^\n:]{0,20}?(?:\bis\b|:)\s*(.+?)\s*$"),
+    re.compile(r"```(?:python|py)?\s*\n?(.*?)```", re.DOTALL),
+)
+
+
+_CALL_EQ = re.compile(r"^(?:assert\s+)?[A-Za-z_][\w.]*\(.*?\)\s*==\s*(.+)$", re.DOTALL)
+
+
+def _rhs(text: str) -> str:
+    """``X`` from ``f(...) == X`` / ``assert f(...) == X``; the text itself otherwise."""
+    m = _CALL_EQ.match(text.strip())
+    return m.group(1).strip() if m else text
+
+
+def _literal(text: str) -> tuple[bool, Any]:
+    try:
+        return True, ast.literal_eval(text.strip().strip("`").strip())
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return False, None
+
+
+def _same_literal(a: Any, b: Any) -> bool:
+    """Equal values of the same type (so ``True`` is not ``1`` and ``'1'`` is not ``1``), recursively."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_same_literal(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same_literal(a[k], b[k]) for k in a)
+    if isinstance(a, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return bool(a == b)
+
+
+class PythonLiteralScorer(BaseScorer):
+    """1.0 when the Python literal in the response equals the reference literal (CRUXEval-O).
+
+    The answer is taken from, in order: a JSON object's ``"answer"`` field (ZeroEval's format), the
+    last ``[ANSWER] ... [/ANSWER]``, the right side of the last ``assert ... == X`` line, the last
+    "answer is X" / "Output: X", the last code block, or the whole response if it is one line. Both
+    sides are read with :func:`ast.literal_eval` and compared as values of the same type, so
+    ``[1, 2]`` matches ``[1,2]`` and ``"a"`` matches ``'a'`` but ``True`` does not match ``1``. When
+    the answer is not a literal, the texts are compared with surrounding quotes stripped.
+    """
+
+    def extract(self, response: str) -> str | None:
+        """The answer text in ``response``, or ``None``."""
+        text = response.strip()
+        start = text.find("{")
+        while start != -1:  # the first JSON object with an "answer" field
+            try:
+                obj, _ = json.JSONDecoder().raw_decode(text[start:])
+            except ValueError:
+                obj = None
+            if isinstance(obj, dict) and "answer" in obj:
+                value = obj["answer"]
+                return value if isinstance(value, str) else json.dumps(value)
+            start = text.find("{", start + 1)
+        for cue in _LITERAL_CUES:
+            found = [m.group(1).strip() for m in cue.finditer(text)]
+            found = [f for f in found if f]
+            if found:
+                return _rhs(found[-1])
+        return _rhs(text) if text and "\n" not in text else None
+
+    def _score(self, prompt: str, response: str, reference: Any) -> float | None:
+        got = self.extract(response)
+        if got is None:
+            return None
+        ok_ref, ref = _literal(str(reference))
+        ok_got, value = _literal(got)
+        if ok_ref and ok_got:
+            return float(_same_literal(value, ref))
+        return float(got.strip().strip("`").strip("'\"") == str(reference).strip().strip("'\""))
+
+
+# -- one scorer per prompt ---------------------------------------------------------------------
+class PerPromptScorer(BaseScorer):
+    """Grade each prompt with the scorer of its answer format (a validation set mixing tasks).
+
+    Parameters
+    ----------
+    prompts : list of str
+        The validation prompts.
+    formats : list of str
+        The answer format of each prompt, a key of ``scorers``.
+    scorers : mapping of str to scorer, optional
+        Format -> scorer (anything :func:`get_scorer` accepts). Default: ``"letter"`` ->
+        :class:`MultipleChoiceScorer`, ``"number"`` -> :class:`NumericScorer`, ``"python_literal"``
+        -> :class:`PythonLiteralScorer`.
+
+    The prompt text selects the scorer, so the scorer works with any caller that passes the prompt
+    (the profiler does). A prompt it was not built for raises :class:`InvalidInputError`.
+    """
+
+    def __init__(self, prompts: Sequence[str], formats: Sequence[str], *, scorers: Any = None) -> None:
+        super().__init__()
+        if isinstance(prompts, str) or isinstance(formats, str) or len(prompts) != len(formats):
+            msg = "PerPromptScorer needs one answer format per prompt (two lists of the same length)."
+            raise InvalidInputError(msg)
+        table = (
+            {"letter": MultipleChoiceScorer(), "number": NumericScorer(), "python_literal": PythonLiteralScorer()}
+            if scorers is None
+            else {str(k): get_scorer(v) for k, v in dict(scorers).items()}
+        )
+        unknown = sorted(set(formats) - set(table))
+        if unknown:
+            msg = f"answer formats {unknown} have no scorer; known formats: {sorted(table)}."
+            raise InvalidInputError(msg)
+        self.scorers = table
+        self._by_prompt = {p: f for p, f in zip(prompts, formats)}
+        self.needs_reference = any(getattr(table[f], "needs_reference", False) for f in set(formats))
+
+    def _params(self) -> dict[str, Any]:
+        return {"formats": sorted(set(self._by_prompt.values())), "n_prompts": len(self._by_prompt)}
+
+    def scorer_for(self, prompt: str) -> Any:
+        """The scorer that grades ``prompt``."""
+        fmt = self._by_prompt.get(prompt)
+        if fmt is None:
+            msg = f"PerPromptScorer has no answer format for the prompt {prompt[:60]!r}...; build it for this validation set."
+            raise InvalidInputError(msg)
+        return self.scorers[fmt]
+
+    def _score(self, prompt: str, response: str, reference: Any) -> float | None:
+        return self.scorer_for(prompt).score(prompt, response, reference)
+
+
 # -- LLM judge ---------------------------------------------------------------------------------
 DEFAULT_RUBRIC = (
     "Judge whether the response answers the question correctly and completely. "
@@ -682,6 +820,8 @@ _ALIASES: dict[str, Callable[[], BaseScorer]] = {
     "number": NumericScorer,
     "exact": ExactMatchScorer,
     "exact_match": ExactMatchScorer,
+    "python_literal": PythonLiteralScorer,
+    "literal": PythonLiteralScorer,
 }
 
 

@@ -682,6 +682,14 @@ class DifficultyRouter(BaseRouter):
             }
         )
 
+    @classmethod
+    def pretrained(cls, **kwargs: Any) -> DifficultyRouter:
+        """The bundled pre-trained DifficultyRouter (offline): see
+        :func:`unirouter.pretrained.load_pretrained` for ``models=``, ``embedder=``, ``cost_weight=``."""
+        from unirouter.pretrained import load_pretrained
+
+        return load_pretrained("difficulty", **kwargs)
+
     # -- prediction ----------------------------------------------------------------------------
     def _fitted_attribute(self) -> str:
         return "prior_mean_"

@@ -243,6 +243,20 @@ class UniRouter(BaseRouter):
                 self.add_model(name, correctness=validation.correctness[:, j], cost=cost)
         return self
 
+    @classmethod
+    def pretrained(cls, method: str = "kmeans", **kwargs: Any) -> UniRouter:
+        """The bundled pre-trained router (offline, no data download): see
+        :func:`unirouter.pretrained.load_pretrained` for ``models=``, ``embedder=``, ``cost_weight=``.
+
+        >>> router = UniRouter.pretrained(models=[])        # then add your own models
+        """
+        if method not in _METHODS:
+            msg = f"method must be one of {_METHODS} (DifficultyRouter.pretrained() for the difficulty router). Got {method!r}."
+            raise InvalidInputError(msg)
+        from unirouter.pretrained import load_pretrained
+
+        return load_pretrained(method, **kwargs)
+
     # -- prediction ----------------------------------------------------------------------------
     def _fitted_attribute(self) -> str:
         return "centroids_"
