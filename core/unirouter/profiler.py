@@ -364,6 +364,8 @@ async def _with_timeout(coro: Any, timeout: float) -> Any:
     try:
         done, _ = await asyncio.wait({task}, timeout=timeout)
     except asyncio.CancelledError:
+        if task.done() and not task.cancelled() and task.exception() is None:
+            return task.result()  # a paid answer that arrived with the cancel is kept (as wait_for does)
         task.cancel()
         raise
     if done:
