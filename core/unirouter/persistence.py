@@ -472,7 +472,7 @@ def _load_array(root: Path, key: str, spec: dict[str, Any]) -> np.ndarray:
     if not isinstance(spec, dict) or not isinstance(spec.get("file"), str):
         msg = f"{root / _META}: the entry for array {key!r} lacks its file name."
         raise PersistenceError(msg, path=root / _META)
-    fpath = root / spec["file"]
+    fpath = _inside(root, spec["file"])
     if not fpath.is_file():
         msg = f"{fpath} is missing."
         raise PersistenceError(msg, path=fpath)
@@ -510,7 +510,7 @@ def load_router(path: str | Path, *, embedder: Any = None) -> Any:
     vs = None
     if "validation" in meta["arrays"]:
         spec = meta["arrays"]["validation"]
-        fpath = root / spec["file"]
+        fpath = _inside(root, spec.get("file") if isinstance(spec, dict) else None)
         if not fpath.is_file() or _sha256(fpath) != spec.get("sha256"):
             msg = f"{fpath} is missing or does not match its checksum."
             raise PersistenceError(msg, path=fpath)
@@ -572,4 +572,40 @@ def load_router(path: str | Path, *, embedder: Any = None) -> Any:
             msg = f"{root / _META}: model entry {i} cannot be restored ({type(e).__name__}: {e})."
             raise PersistenceError(msg, path=root / _META) from e
         router._register(profile, replace=False)
+    verify_manifest(root)
     return router
+
+
+def _inside(root: Path, name: Any) -> Path:
+    """``root / name`` for a plain file name; a path elsewhere (``../x``, ``/etc/x``) is refused."""
+    if not isinstance(name, str) or not name or Path(name).name != name or name in (".", ".."):
+        msg = f"{root / _META} names the file {name!r}; only plain file names inside the router directory are allowed."
+        raise PersistenceError(msg, path=root / _META)
+    return root / name
+
+
+def verify_manifest(root: str | Path) -> None:
+    """Check every file the manifest lists against its SHA-256 (router.json and candidates.json too).
+
+    The arrays' checksums live in ``router.json``, so without this an edited ``router.json`` (two
+    model names swapped, a cost changed) would load silently. Directories saved before manifests
+    existed have none and are not checked.
+    """
+    root = Path(root)
+    if not (root / MANIFEST).exists():
+        return
+    files = _manifest_files(root)
+    if files is None:
+        msg = f"{root / MANIFEST} is not a valid unirouter manifest (truncated or edited?)."
+        raise PersistenceError(msg, path=root / MANIFEST)
+    for name, digest in files.items():
+        fpath = root / name
+        if not fpath.is_file():
+            msg = f"{fpath} is missing ({MANIFEST} lists it: the directory was saved with it)."
+            raise PersistenceError(msg, path=fpath)
+        if _sha256(fpath) != digest:
+            msg = (
+                f"{fpath} does not match the checksum in {MANIFEST} (missing, truncated, corrupted or edited "
+                "after saving); save the router again instead of editing its files."
+            )
+            raise PersistenceError(msg, path=fpath)

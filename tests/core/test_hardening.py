@@ -516,3 +516,39 @@ def test_a_model_that_swallows_cancellation_cannot_hang_profiling(router_copy, m
     assert time.monotonic() - started < 30
     stats = out["profile"].stats
     assert stats.calls_failed == 3 and all("Timeout" in c for c in stats.failure_causes)
+
+
+# -- 8. the loader does not trust an edited router.json --------------------------------------------
+def test_swapping_model_names_in_router_json_is_refused(fitted_router, tmp_path):
+    dest = tmp_path / "saved"
+    fitted_router.save(dest)
+    meta = json.loads((dest / "router.json").read_text())
+    meta["models"][0]["name"], meta["models"][1]["name"] = meta["models"][1]["name"], meta["models"][0]["name"]
+    (dest / "router.json").write_text(json.dumps(meta, indent=2))
+    with pytest.raises(PersistenceError, match="router.json does not match the checksum") as info:
+        UniRouter.load(dest, embedder=fitted_router.embedder_)
+    assert info.value.path == dest / "router.json"
+
+
+def test_edited_candidate_table_is_refused(router_copy, tmp_path):
+    pool = CandidatePool(router_copy)
+    for name in CANDIDATES:
+        pool.add(name, object(), None, cost=router_copy.get_profile(name).cost_per_query)
+    pool.save(tmp_path / "pool")
+    table = json.loads((tmp_path / "pool" / "candidates.json").read_text())
+    table["candidates"][0]["cost"] = 0.0
+    (tmp_path / "pool" / "candidates.json").write_text(json.dumps(table))
+    with pytest.raises(PersistenceError, match="candidates.json does not match"):
+        CandidatePool.load(tmp_path / "pool", models={n: object() for n in CANDIDATES}, embedder=router_copy.embedder_)
+
+
+@pytest.mark.parametrize("name", ["../outside.npy", "/etc/passwd", "sub/scores.npy"])
+def test_array_paths_outside_the_router_directory_are_refused(fitted_router, tmp_path, name):
+    dest = tmp_path / "saved"
+    fitted_router.save(dest)
+    (tmp_path / "outside.npy").write_bytes((dest / "scores.npy").read_bytes())
+    meta = json.loads((dest / "router.json").read_text())
+    meta["arrays"]["scores"]["file"] = name
+    (dest / "router.json").write_text(json.dumps(meta))
+    with pytest.raises(PersistenceError, match="plain file names"):
+        UniRouter.load(dest, embedder=fitted_router.embedder_)
