@@ -552,3 +552,51 @@ def test_array_paths_outside_the_router_directory_are_refused(fitted_router, tmp
     (dest / "router.json").write_text(json.dumps(meta))
     with pytest.raises(PersistenceError, match="plain file names"):
         UniRouter.load(dest, embedder=fitted_router.embedder_)
+
+
+# -- 9. bad input never reaches numpy/sklearn/torch ------------------------------------------------
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"n_init": 0},
+        {"cost_weight": float("nan")},
+        {"cost_weight": -1.0},
+        {"method": "learned", "learning_rate": 0.0},
+        {"method": "learned", "max_epochs": 0},
+        {"method": "learned", "holdout_fraction": 1.5},
+        {"method": "learned", "batch_size": 0},
+        {"method": "learned", "init_temperature": float("inf")},
+        {"method": "learned", "l2": -1.0},
+        {"method": "learned", "patience": 0},
+    ],
+)
+def test_bad_parameters_are_refused_at_fit(mmlu_embeddings, params):
+    x = mmlu_embeddings["train"][:60]
+    with pytest.raises(InvalidInputError, match=next(iter(params)) if next(iter(params)) != "method" else list(params)[1]):
+        UniRouter(4, random_state=0, **params).fit(embeddings=x, validation_embeddings=x[:30])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "what"),
+    [
+        ({"embeddings": np.zeros((0, 384)), "validation_embeddings": np.ones((30, 384))}, "embeddings"),
+        ({"embeddings": np.ones((60, 384)), "validation_embeddings": np.zeros((0, 384))}, "validation"),
+        ({"embeddings": [["a"] * 384] * 60, "validation_embeddings": np.ones((30, 384))}, "numeric"),
+    ],
+)
+def test_empty_or_non_numeric_embeddings_are_refused_at_fit(kwargs, what):
+    with pytest.raises(InvalidInputError, match=what):
+        UniRouter(4, random_state=0).fit(**kwargs)
+
+
+def test_model_lists_must_be_names(router_copy, mmlu_embeddings):
+    with pytest.raises(InvalidInputError, match="models"):
+        router_copy.route(embedding=mmlu_embeddings["test"][0], models=5)
+    with pytest.raises(InvalidInputError, match="exclude"):
+        router_copy.route(embedding=mmlu_embeddings["test"][0], exclude=[None])
+
+
+def test_costs_whose_means_overflow_are_refused(router_copy):
+    n = router_copy.n_validation_
+    with pytest.raises(InvalidInputError, match="overflow|too large"):
+        router_copy.add_model("huge", correctness=np.ones(n), cost=np.full(n, 1e308))
