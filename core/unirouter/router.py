@@ -120,7 +120,7 @@ class UniRouter(BaseRouter):
         if self.cost_weight is not None:
             check_cost_weight(self.cost_weight)
         # The learned map's settings (checked for both methods: a bad value is a bug either way).
-        check_int(self.max_epochs, "max_epochs", low=1)
+        check_int(self.max_epochs, "max_epochs", low=0)  # 0 = the K-means initialisation, untrained
         check_int(self.patience, "patience", low=1)
         check_int(self.batch_size, "batch_size", low=1)
         for name, low, strict in (("init_temperature", 0.0, True), ("learning_rate", 0.0, True), ("l2", 0.0, False)):

@@ -562,7 +562,7 @@ def test_array_paths_outside_the_router_directory_are_refused(fitted_router, tmp
         {"cost_weight": float("nan")},
         {"cost_weight": -1.0},
         {"method": "learned", "learning_rate": 0.0},
-        {"method": "learned", "max_epochs": 0},
+        {"method": "learned", "max_epochs": -1},
         {"method": "learned", "holdout_fraction": 1.5},
         {"method": "learned", "batch_size": 0},
         {"method": "learned", "init_temperature": float("inf")},
