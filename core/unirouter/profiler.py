@@ -279,6 +279,14 @@ class Profiler(ParamsMixin):
         if not callable(model):
             msg = f"model must be a callable prompt -> text (sync or async). Got {type(model).__name__}."
             raise InvalidInputError(msg)
+        self._check_params()  # resolves self._cache
+        if self._cache is None:
+            return await self._arun(model, prompts, model_id=model_id, desc=desc)
+        # One run per (cache, model) at a time, across processes: no paid call is made twice.
+        async with self._cache.model_lock(model_id):
+            return await self._arun(model, prompts, model_id=model_id, desc=desc)
+
+    async def _arun(self, model: Callable[[str], Any], prompts: Sequence[str], *, model_id: str, desc: str | None) -> ProfilingRun:
         plan = self.plan(prompts, model_id=model_id)
         n = len(plan.prompts)
         run = ProfilingRun(plan.prompts, [None] * n, [None] * n, [None] * n, np.zeros(n, dtype=bool))

@@ -600,3 +600,48 @@ def test_costs_whose_means_overflow_are_refused(router_copy):
     n = router_copy.n_validation_
     with pytest.raises(InvalidInputError, match="overflow|too large"):
         router_copy.add_model("huge", correctness=np.ones(n), cost=np.full(n, 1e308))
+
+
+# -- 10. two processes profiling into one cache pay for each call once -----------------------------
+_TWO_PROCESS_SCRIPT = r"""
+import hashlib, os, sys, time
+import numpy as np
+from unirouter import CallableEmbedder, UniRouter, ValidationSet
+from unirouter.profiler import ResponseCache
+
+cache_dir, log = sys.argv[1], sys.argv[2]
+def embed(texts):
+    return np.stack([np.random.default_rng(int(hashlib.sha256(t.encode()).hexdigest()[:8], 16)).normal(size=8) for t in texts])
+prompts = [f"What is {i} + {2 * i}?" for i in range(40)]
+router = UniRouter(n_clusters=4, random_state=0, embedder=CallableEmbedder(embed, name="rand8", dim=8))
+router.fit([f"train prompt {i}" for i in range(60)], validation=ValidationSet(prompts, references=[str(3 * i) for i in range(40)]))
+
+def model(prompt):
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    os.write(fd, (prompt + "\n").encode())
+    os.close(fd)
+    time.sleep(0.02)
+    a, b = (int(x) for x in prompt.removeprefix("What is ").rstrip("?").split(" + "))
+    return f"The answer is {a + b}."
+
+p = router.add_model("m", model=model, scorer="numeric", cost=0.01, cache=ResponseCache(cache_dir), max_concurrency=2, progress=False)
+print(p.stats.calls_made, p.stats.calls_cached)
+"""
+
+
+def test_two_processes_profiling_into_one_cache_make_each_call_once(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "profile_one.py"
+    script.write_text(_TWO_PROCESS_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
+    args = [sys.executable, str(script), str(tmp_path / "cache"), str(tmp_path / "calls.log")]
+    procs = [subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
+    calls = (tmp_path / "calls.log").read_text().splitlines()
+    assert len(calls) == 40 == len(set(calls)), f"{len(calls)} paid calls for 40 prompts"
+    made_cached = sorted(tuple(map(int, o[0].split())) for o in outs)
+    assert made_cached == [(0, 40), (40, 0)]
