@@ -305,15 +305,19 @@ class Profiler(ParamsMixin):
         async def one(i: int) -> None:
             async with sem:
                 text, usage, cause, attempts = await self._call(call, plan.prompts[i], rng)
-            run.attempts += attempts
-            if cause is not None:
-                run.failures[i] = cause
-            else:
-                run.texts[i] = text
-                run.input_tokens[i], run.output_tokens[i] = usage_tokens(usage)
-                if writer is not None:
-                    put = functools.partial(self._cache.put, model_id, plan.prompts[i], text, usage=usage)
-                    writes.append(writer.submit(put, settings=self.generation_settings))
+                run.attempts += attempts
+                if cause is not None:
+                    run.failures[i] = cause
+                else:
+                    run.texts[i] = text
+                    run.input_tokens[i], run.output_tokens[i] = usage_tokens(usage)
+                    if writer is not None:
+                        put = functools.partial(self._cache.put, model_id, plan.prompts[i], text, usage=usage)
+                        fut = writer.submit(put, settings=self.generation_settings)
+                        writes.append(fut)
+                        # The slot is held until the answer is on disk: a paid answer never waits in
+                        # a queue that a kill would lose (at most max_concurrency are unwritten).
+                        await asyncio.shield(asyncio.wrap_future(fut))
             bar.update(1)
             if run.failures:
                 bar.set_postfix(failed=len(run.failures), refresh=False)

@@ -645,3 +645,31 @@ def test_two_processes_profiling_into_one_cache_make_each_call_once(tmp_path):
     assert len(calls) == 40 == len(set(calls)), f"{len(calls)} paid calls for 40 prompts"
     made_cached = sorted(tuple(map(int, o[0].split())) for o in outs)
     assert made_cached == [(0, 40), (40, 0)]
+
+
+def test_sigkill_mid_profiling_loses_no_more_than_the_calls_in_flight(tmp_path):
+    """Responses are on disk as they arrive (a call holds its slot until its answer is written)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from unirouter.profiler import ResponseCache
+
+    script = tmp_path / "profile_big.py"
+    big = _TWO_PROCESS_SCRIPT.replace('return f"The answer is {a + b}."', 'return "x" * 4_000_000 + f" The answer is {a + b}."')
+    big = big.replace("time.sleep(0.02)", "time.sleep(0.002)")
+    script.write_text(big)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
+    log = tmp_path / "calls.log"
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "cache"), str(log)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 16):
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    started = len(log.read_text().splitlines())
+    stored = ResponseCache(tmp_path / "cache").count("m")
+    assert started >= 16
+    assert stored >= started - 2 * 2, f"{started} calls started, only {stored} responses stored"  # max_concurrency=2
