@@ -479,6 +479,7 @@ def _load_array(root: Path, key: str, spec: dict[str, Any]) -> np.ndarray:
     if _sha256(fpath) != spec.get("sha256"):
         msg = f"{fpath} does not match the checksum in router.json (truncated, corrupted or modified)."
         raise PersistenceError(msg, path=fpath)
+    _check_npy_header(fpath)
     try:
         arr = np.load(fpath, allow_pickle=False)
     except ValueError as e:
@@ -490,7 +491,40 @@ def _load_array(root: Path, key: str, spec: dict[str, Any]) -> np.ndarray:
     return arr
 
 
+def _check_npy_header(fpath: Path) -> None:
+    """The shape an .npy file declares must fit in the file (no allocation of a forged huge shape)."""
+    try:
+        with open(fpath, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read(f)
+            data_bytes = os.fstat(f.fileno()).st_size - f.tell()
+    except (ValueError, OSError, SyntaxError) as e:
+        msg = f"{fpath} is not a readable .npy file: {e}."
+        raise PersistenceError(msg, path=fpath) from e
+    need = int(np.prod(shape, dtype=object)) * dtype.itemsize if dtype.itemsize else 0
+    if need > data_bytes:
+        msg = f"{fpath} declares shape {shape} ({need} bytes) but holds {data_bytes} bytes of data."
+        raise PersistenceError(msg, path=fpath)
+
+
 def load_router(path: str | Path, *, embedder: Any = None) -> Any:
+    """Load a router saved by :func:`save_router`; see :func:`_load_router`.
+
+    Any malformed value in the files gives :class:`PersistenceError` naming the directory (never a
+    raw ``KeyError``/``TypeError``/pydantic/numpy error, never ``MemoryError``).
+    """
+    root = Path(path)
+    try:
+        return _load_router(root, embedder=embedder)
+    except UniRouterError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, MemoryError) as e:
+        msg = f"{root / _META} holds a malformed value ({type(e).__name__}: {str(e)[:200]}); save the router again."
+        raise PersistenceError(msg, path=root / _META) from e
+
+
+def _load_router(path: str | Path, *, embedder: Any = None) -> Any:
     """Load a router saved by :func:`save_router`.
 
     Parameters
@@ -549,6 +583,14 @@ def load_router(path: str | Path, *, embedder: Any = None) -> Any:
     if labels.size and (labels.min() < 0 or labels.max() >= n_parts):
         msg = f"{root}: validation_labels.npy holds parts outside [0, {n_parts})."
         raise PersistenceError(msg, path=root / "validation_labels.npy")
+    for key, arr in state.items():
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            msg = f"{root}: state_{key}.npy holds NaN or inf; the router cannot route with it."
+            raise PersistenceError(msg, path=root / f"state_{key}.npy")
+    centroids = state.get("centroids")
+    if centroids is not None and (centroids.ndim != 2 or centroids.shape[1] != ident.dim):
+        msg = f"{root}: state_centroids.npy has shape {centroids.shape} but the embedder has dimension {ident.dim}."
+        raise PersistenceError(msg, path=root / "state_centroids.npy")
     try:
         router._load_state_arrays(state)
     except (KeyError, ValueError) as e:

@@ -673,3 +673,75 @@ def test_sigkill_mid_profiling_loses_no_more_than_the_calls_in_flight(tmp_path):
     stored = ResponseCache(tmp_path / "cache").count("m")
     assert started >= 16
     assert stored >= started - 2 * 2, f"{started} calls started, only {stored} responses stored"  # max_concurrency=2
+
+
+def _consistent_edit(dest: Path, fn) -> None:
+    """Edit router.json and re-sign the manifest: what a careless tool (or an attacker) would do."""
+    from unirouter.persistence import _write_manifest
+
+    meta = json.loads((dest / "router.json").read_text())
+    fn(meta)
+    (dest / "router.json").write_text(json.dumps(meta))
+    _write_manifest(dest)
+
+
+def _resave_array(dest: Path, key: str, arr: np.ndarray) -> None:
+    import hashlib
+
+    np.save(dest / f"{key}.npy", arr)
+    digest = hashlib.sha256((dest / f"{key}.npy").read_bytes()).hexdigest()
+    _consistent_edit(dest, lambda m: m["arrays"][key].update(sha256=digest, shape=list(arr.shape)))
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda m: m.update(models=5),
+        lambda m: m.update(models=[5]),
+        lambda m: m["models"][0].update(per_prompt_costs=False, cost_per_query="cheap"),
+        lambda m: m["models"][0].update(created_at=12),
+        lambda m: m["models"][0].update(stats={"calls_made": "many"}),
+        lambda m: m["validation"].update(n="many"),
+        lambda m: m["validation"].update(n_parts=None),
+        lambda m: m.update(embedder={"name": 3}),
+        lambda m: m.update(params=[1, 2]),
+        lambda m: m["arrays"].update(scores=None),
+        lambda m: m["arrays"]["scores"].update(shape="big"),
+        lambda m: m.update(arrays=[]),
+    ],
+)
+def test_malformed_router_json_values_give_persistence_errors(fitted_router, tmp_path, edit):
+    dest = tmp_path / "saved"
+    fitted_router.save(dest)
+    _consistent_edit(dest, edit)
+    with pytest.raises(PersistenceError):
+        UniRouter.load(dest, embedder=fitted_router.embedder_)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        np.zeros((8, 16), dtype=np.float32),  # another embedder's dimension
+        np.full((8, 384), np.nan, dtype=np.float32),
+    ],
+)
+def test_centroids_that_cannot_route_are_refused_at_load(fitted_router, tmp_path, bad):
+    dest = tmp_path / "saved"
+    fitted_router.save(dest)
+    _resave_array(dest, "state_centroids", bad)
+    with pytest.raises(PersistenceError, match="state_centroids"):
+        UniRouter.load(dest, embedder=fitted_router.embedder_)
+
+
+def test_a_huge_declared_shape_is_refused_before_allocating(fitted_router, tmp_path):
+    import hashlib
+
+    dest = tmp_path / "saved"
+    fitted_router.save(dest)
+    header = "{'descr': '<f8', 'fortran_order': False, 'shape': (100000000000,), }".ljust(117) + "\n"
+    data = b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode() + b"\0" * 64
+    (dest / "costs.npy").write_bytes(data)
+    digest = hashlib.sha256(data).hexdigest()
+    _consistent_edit(dest, lambda m: m["arrays"]["costs"].update(sha256=digest, shape=[100000000000]))
+    with pytest.raises(PersistenceError, match="costs.npy"):
+        UniRouter.load(dest, embedder=fitted_router.embedder_)
