@@ -745,3 +745,31 @@ def test_a_huge_declared_shape_is_refused_before_allocating(fitted_router, tmp_p
     _consistent_edit(dest, lambda m: m["arrays"]["costs"].update(sha256=digest, shape=[100000000000]))
     with pytest.raises(PersistenceError, match="costs.npy"):
         UniRouter.load(dest, embedder=fitted_router.embedder_)
+
+
+def test_routed_calls_have_a_per_call_timeout_and_fall_back(pool, mmlu_small):
+    d = pool.decide(mmlu_small["test"].texts[0])
+    release = threading.Event()
+
+    def sync_call(name):
+        if name == d.ranked[0]:
+            release.wait(10)  # hung provider
+        return f"{name} says B"
+
+    async def async_call(name):
+        if name == d.ranked[0]:
+            try:
+                await asyncio.sleep(3600)
+            except BaseException:  # noqa: BLE001 - swallows the cancel, then hangs again
+                await asyncio.sleep(0.5)
+        return f"{name} says B"
+
+    started = time.monotonic()
+    out, attempts = pool.run_with_fallbacks(d, {"call_timeout": 0.2}, sync_call)
+    assert out == f"{d.ranked[1]} says B" and "TimeoutError" in attempts[0]["error"]
+    out, attempts = asyncio.run(pool.arun_with_fallbacks(d, {"call_timeout": 0.2}, async_call))
+    assert out == f"{d.ranked[1]} says B" and "TimeoutError" in attempts[0]["error"]
+    assert time.monotonic() - started < 5
+    release.set()
+    with pytest.raises(InvalidInputError, match="call_timeout"):
+        pool.run_with_fallbacks(d, {"call_timeout": 0}, sync_call)
