@@ -516,3 +516,260 @@ def test_a_model_that_swallows_cancellation_cannot_hang_profiling(router_copy, m
     assert time.monotonic() - started < 30
     stats = out["profile"].stats
     assert stats.calls_failed == 3 and all("Timeout" in c for c in stats.failure_causes)
+
+
+# -- 8. the loader does not trust an edited router.json --------------------------------------------
+def test_swapping_model_names_in_router_json_is_refused(fitted_router, tmp_path):
+    dest = tmp_path / "saved"
+    fitted_router.save(dest)
+    meta = json.loads((dest / "router.json").read_text())
+    meta["models"][0]["name"], meta["models"][1]["name"] = meta["models"][1]["name"], meta["models"][0]["name"]
+    (dest / "router.json").write_text(json.dumps(meta, indent=2))
+    with pytest.raises(PersistenceError, match="router.json does not match the checksum") as info:
+        UniRouter.load(dest, embedder=fitted_router.embedder_)
+    assert info.value.path == dest / "router.json"
+
+
+def test_edited_candidate_table_is_refused(router_copy, tmp_path):
+    pool = CandidatePool(router_copy)
+    for name in CANDIDATES:
+        pool.add(name, object(), None, cost=router_copy.get_profile(name).cost_per_query)
+    pool.save(tmp_path / "pool")
+    table = json.loads((tmp_path / "pool" / "candidates.json").read_text())
+    table["candidates"][0]["cost"] = 0.0
+    (tmp_path / "pool" / "candidates.json").write_text(json.dumps(table))
+    with pytest.raises(PersistenceError, match="candidates.json does not match"):
+        CandidatePool.load(tmp_path / "pool", models={n: object() for n in CANDIDATES}, embedder=router_copy.embedder_)
+
+
+@pytest.mark.parametrize("name", ["../outside.npy", "/etc/passwd", "sub/scores.npy"])
+def test_array_paths_outside_the_router_directory_are_refused(fitted_router, tmp_path, name):
+    dest = tmp_path / "saved"
+    fitted_router.save(dest)
+    (tmp_path / "outside.npy").write_bytes((dest / "scores.npy").read_bytes())
+    meta = json.loads((dest / "router.json").read_text())
+    meta["arrays"]["scores"]["file"] = name
+    (dest / "router.json").write_text(json.dumps(meta))
+    with pytest.raises(PersistenceError, match="plain file names"):
+        UniRouter.load(dest, embedder=fitted_router.embedder_)
+
+
+# -- 9. bad input never reaches numpy/sklearn/torch ------------------------------------------------
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"n_init": 0},
+        {"cost_weight": float("nan")},
+        {"cost_weight": -1.0},
+        {"method": "learned", "learning_rate": 0.0},
+        {"method": "learned", "max_epochs": -1},
+        {"method": "learned", "holdout_fraction": 1.5},
+        {"method": "learned", "batch_size": 0},
+        {"method": "learned", "init_temperature": float("inf")},
+        {"method": "learned", "l2": -1.0},
+        {"method": "learned", "patience": 0},
+    ],
+)
+def test_bad_parameters_are_refused_at_fit(mmlu_embeddings, params):
+    x = mmlu_embeddings["train"][:60]
+    with pytest.raises(InvalidInputError, match=next(iter(params)) if next(iter(params)) != "method" else list(params)[1]):
+        UniRouter(4, random_state=0, **params).fit(embeddings=x, validation_embeddings=x[:30])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "what"),
+    [
+        ({"embeddings": np.zeros((0, 384)), "validation_embeddings": np.ones((30, 384))}, "embeddings"),
+        ({"embeddings": np.ones((60, 384)), "validation_embeddings": np.zeros((0, 384))}, "validation"),
+        ({"embeddings": [["a"] * 384] * 60, "validation_embeddings": np.ones((30, 384))}, "numeric"),
+    ],
+)
+def test_empty_or_non_numeric_embeddings_are_refused_at_fit(kwargs, what):
+    with pytest.raises(InvalidInputError, match=what):
+        UniRouter(4, random_state=0).fit(**kwargs)
+
+
+def test_model_lists_must_be_names(router_copy, mmlu_embeddings):
+    with pytest.raises(InvalidInputError, match="models"):
+        router_copy.route(embedding=mmlu_embeddings["test"][0], models=5)
+    with pytest.raises(InvalidInputError, match="exclude"):
+        router_copy.route(embedding=mmlu_embeddings["test"][0], exclude=[None])
+
+
+def test_costs_whose_means_overflow_are_refused(router_copy):
+    n = router_copy.n_validation_
+    with pytest.raises(InvalidInputError, match="overflow|too large"):
+        router_copy.add_model("huge", correctness=np.ones(n), cost=np.full(n, 1e308))
+
+
+# -- 10. two processes profiling into one cache pay for each call once -----------------------------
+_TWO_PROCESS_SCRIPT = r"""
+import hashlib, os, sys, time
+import numpy as np
+from unirouter import CallableEmbedder, UniRouter, ValidationSet
+from unirouter.profiling.profiler import ResponseCache
+
+cache_dir, log = sys.argv[1], sys.argv[2]
+def embed(texts):
+    return np.stack([np.random.default_rng(int(hashlib.sha256(t.encode()).hexdigest()[:8], 16)).normal(size=8) for t in texts])
+prompts = [f"What is {i} + {2 * i}?" for i in range(40)]
+router = UniRouter(n_clusters=4, random_state=0, embedder=CallableEmbedder(embed, name="rand8", dim=8))
+router.fit([f"train prompt {i}" for i in range(60)], validation=ValidationSet(prompts, references=[str(3 * i) for i in range(40)]))
+
+def model(prompt):
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    os.write(fd, (prompt + "\n").encode())
+    os.close(fd)
+    time.sleep(0.02)
+    a, b = (int(x) for x in prompt.removeprefix("What is ").rstrip("?").split(" + "))
+    return f"The answer is {a + b}."
+
+p = router.add_model("m", model=model, scorer="numeric", cost=0.01, cache=ResponseCache(cache_dir), max_concurrency=2, progress=False)
+print(p.stats.calls_made, p.stats.calls_cached)
+"""
+
+
+def test_two_processes_profiling_into_one_cache_make_each_call_once(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "profile_one.py"
+    script.write_text(_TWO_PROCESS_SCRIPT)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
+    args = [sys.executable, str(script), str(tmp_path / "cache"), str(tmp_path / "calls.log")]
+    procs = [subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
+    calls = (tmp_path / "calls.log").read_text().splitlines()
+    assert len(calls) == 40 == len(set(calls)), f"{len(calls)} paid calls for 40 prompts"
+    made_cached = sorted(tuple(map(int, o[0].split())) for o in outs)
+    assert made_cached == [(0, 40), (40, 0)]
+
+
+def test_sigkill_mid_profiling_loses_no_more_than_the_calls_in_flight(tmp_path):
+    """Responses are on disk as they arrive (a call holds its slot until its answer is written)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from unirouter.profiling.profiler import ResponseCache
+
+    script = tmp_path / "profile_big.py"
+    big = _TWO_PROCESS_SCRIPT.replace('return f"The answer is {a + b}."', 'return "x" * 4_000_000 + f" The answer is {a + b}."')
+    big = big.replace("time.sleep(0.02)", "time.sleep(0.002)")
+    script.write_text(big)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OMP_NUM_THREADS": "1"}
+    log = tmp_path / "calls.log"
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "cache"), str(log)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and (not log.exists() or len(log.read_text().splitlines()) < 16):
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    started = len(log.read_text().splitlines())
+    stored = ResponseCache(tmp_path / "cache").count("m")
+    assert started >= 16
+    assert stored >= started - 2 * 2, f"{started} calls started, only {stored} responses stored"  # max_concurrency=2
+
+
+def _consistent_edit(dest: Path, fn) -> None:
+    """Edit router.json and re-sign the manifest: what a careless tool (or an attacker) would do."""
+    from unirouter.persistence.store import _write_manifest
+
+    meta = json.loads((dest / "router.json").read_text())
+    fn(meta)
+    (dest / "router.json").write_text(json.dumps(meta))
+    _write_manifest(dest)
+
+
+def _resave_array(dest: Path, key: str, arr: np.ndarray) -> None:
+    import hashlib
+
+    np.save(dest / f"{key}.npy", arr)
+    digest = hashlib.sha256((dest / f"{key}.npy").read_bytes()).hexdigest()
+    _consistent_edit(dest, lambda m: m["arrays"][key].update(sha256=digest, shape=list(arr.shape)))
+
+
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda m: m.update(models=5),
+        lambda m: m.update(models=[5]),
+        lambda m: m["models"][0].update(per_prompt_costs=False, cost_per_query="cheap"),
+        lambda m: m["models"][0].update(created_at=12),
+        lambda m: m["models"][0].update(stats={"calls_made": "many"}),
+        lambda m: m["validation"].update(n="many"),
+        lambda m: m["validation"].update(n_parts=None),
+        lambda m: m.update(embedder={"name": 3}),
+        lambda m: m.update(params=[1, 2]),
+        lambda m: m["arrays"].update(scores=None),
+        lambda m: m["arrays"]["scores"].update(shape="big"),
+        lambda m: m.update(arrays=[]),
+    ],
+)
+def test_malformed_router_json_values_give_persistence_errors(fitted_router, tmp_path, edit):
+    dest = tmp_path / "saved"
+    fitted_router.save(dest)
+    _consistent_edit(dest, edit)
+    with pytest.raises(PersistenceError):
+        UniRouter.load(dest, embedder=fitted_router.embedder_)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        np.zeros((8, 16), dtype=np.float32),  # another embedder's dimension
+        np.full((8, 384), np.nan, dtype=np.float32),
+    ],
+)
+def test_centroids_that_cannot_route_are_refused_at_load(fitted_router, tmp_path, bad):
+    dest = tmp_path / "saved"
+    fitted_router.save(dest)
+    _resave_array(dest, "state_centroids", bad)
+    with pytest.raises(PersistenceError, match="state_centroids"):
+        UniRouter.load(dest, embedder=fitted_router.embedder_)
+
+
+def test_a_huge_declared_shape_is_refused_before_allocating(fitted_router, tmp_path):
+    import hashlib
+
+    dest = tmp_path / "saved"
+    fitted_router.save(dest)
+    header = "{'descr': '<f8', 'fortran_order': False, 'shape': (100000000000,), }".ljust(117) + "\n"
+    data = b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header.encode() + b"\0" * 64
+    (dest / "costs.npy").write_bytes(data)
+    digest = hashlib.sha256(data).hexdigest()
+    _consistent_edit(dest, lambda m: m["arrays"]["costs"].update(sha256=digest, shape=[100000000000]))
+    with pytest.raises(PersistenceError, match="costs.npy"):
+        UniRouter.load(dest, embedder=fitted_router.embedder_)
+
+
+def test_routed_calls_have_a_per_call_timeout_and_fall_back(pool, mmlu_small):
+    d = pool.decide(mmlu_small["test"].texts[0])
+    release = threading.Event()
+
+    def sync_call(name):
+        if name == d.ranked[0]:
+            release.wait(10)  # hung provider
+        return f"{name} says B"
+
+    async def async_call(name):
+        if name == d.ranked[0]:
+            try:
+                await asyncio.sleep(3600)
+            except BaseException:  # noqa: BLE001 - swallows the cancel, then hangs again
+                await asyncio.sleep(0.5)
+        return f"{name} says B"
+
+    started = time.monotonic()
+    out, attempts = pool.run_with_fallbacks(d, {"call_timeout": 0.2}, sync_call)
+    assert out == f"{d.ranked[1]} says B" and "TimeoutError" in attempts[0]["error"]
+    out, attempts = asyncio.run(pool.arun_with_fallbacks(d, {"call_timeout": 0.2}, async_call))
+    assert out == f"{d.ranked[1]} says B" and "TimeoutError" in attempts[0]["error"]
+    assert time.monotonic() - started < 5
+    release.set()
+    with pytest.raises(InvalidInputError, match="call_timeout"):
+        pool.run_with_fallbacks(d, {"call_timeout": 0}, sync_call)

@@ -311,6 +311,9 @@ def test_load_refuses_a_router_of_another_class(saved, embedder):
 
 
 # -- the registry of router kinds (persistence never imports a router class) ---------------------------
+from unirouter.persistence.store import _write_manifest  # noqa: E402
+
+
 def test_a_users_router_subclass_loads_by_its_own_name(saved, embedder):
     from unirouter.persistence import registered_router_classes
 
@@ -319,6 +322,7 @@ def test_a_users_router_subclass_loads_by_its_own_name(saved, embedder):
 
     assert registered_router_classes()["PinnedRouter"] is PinnedRouter
     edit_meta(saved, lambda m: m.update({"class": "PinnedRouter"}))
+    _write_manifest(saved)  # as if saved by PinnedRouter itself
     loaded = load_router(saved, embedder=embedder)
     assert type(loaded) is PinnedRouter
     assert PinnedRouter.load(saved, embedder=embedder).models_ == loaded.models_
@@ -326,6 +330,7 @@ def test_a_users_router_subclass_loads_by_its_own_name(saved, embedder):
 
 def test_unknown_router_kind_names_the_file_and_what_to_do(saved, embedder):
     edit_meta(saved, lambda m: m.update({"class": "NoSuchRouter"}))
+    _write_manifest(saved)
     err = _refused(saved, "unknown router class 'NoSuchRouter'", embedder)
     assert "import the module" in str(err)
 

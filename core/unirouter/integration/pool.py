@@ -48,6 +48,7 @@ CONFIG_KEYS = (
     "excluded_models",
     "max_fallbacks",
     "is_failed_answer",
+    "call_timeout",
 )
 _CANDIDATES = "candidates.json"
 
@@ -71,6 +72,10 @@ class RoutingOptions(BaseModel):
         Declares what a failed answer is (e.g. a refusal), so the next model is tried. It is given
         the answer's text; answers carrying tool calls or no text (structured output, streams) are
         not judged. ``None`` = the default: an empty, whitespace-only or NUL-only text is a failure.
+    call_timeout : float > 0 or None
+        Seconds one model call may take before it counts as failed (``TimeoutError``) and the next
+        model is tried. Async calls are cancelled (and abandoned if they ignore it); a sync call
+        runs in a worker thread that is abandoned on timeout (Python cannot stop a thread).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -82,6 +87,7 @@ class RoutingOptions(BaseModel):
     excluded_models: tuple[str, ...] | None = None
     max_fallbacks: int = Field(default=2, ge=0)
     is_failed_answer: Callable[[str], bool] | None = Field(default=None, exclude=True)
+    call_timeout: float | None = Field(default=None, gt=0, allow_inf_nan=False)
 
     @classmethod
     def parse(cls, value: RoutingOptions | Mapping[str, Any] | None) -> RoutingOptions:
@@ -204,6 +210,28 @@ def _check_answer(name: str, result: Any, opts: RoutingOptions) -> None:
     if opts.is_failed_answer(text):
         msg = f"{name}'s answer was rejected by is_failed_answer ({text[:60]!r}); trying the next model."
         raise FailedAnswerError(msg, model=name, answer=result)
+
+
+def _call_with_timeout(fn: Callable[[str], T], name: str, timeout: float) -> T:
+    """``fn(name)`` in a daemon worker thread (same context variables), abandoned after ``timeout`` s."""
+    ctx = contextvars.copy_context()
+    box: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            box["result"] = ctx.run(fn, name)
+        except BaseException as e:  # noqa: BLE001 - handed to the caller
+            box["error"] = e
+
+    worker = threading.Thread(target=work, name=f"unirouter-call-{name}", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if worker.is_alive():
+        msg = f"{name} did not answer within {timeout:g} s (call_timeout)"
+        raise TimeoutError(msg)
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
 
 
 def _all_failed(attempts: list[dict[str, Any]], errors: list[Exception]) -> AllModelsFailedError:
@@ -445,7 +473,7 @@ class CandidatePool:
             errors: list[Exception] = []
             for name in order:
                 try:
-                    result = fn(name)
+                    result = fn(name) if opts.call_timeout is None else _call_with_timeout(fn, name, opts.call_timeout)
                     _check_answer(name, result, opts)
                 except Exception as e:  # noqa: BLE001 - kept, then the next model is tried
                     attempts.append({"model": name, "ok": False, "error": f"{type(e).__name__}: {e}"})
@@ -470,7 +498,12 @@ class CandidatePool:
             errors: list[Exception] = []
             for name in order:
                 try:
-                    result = await afn(name)
+                    if opts.call_timeout is None:
+                        result = await afn(name)
+                    else:
+                        from unirouter.profiling.profiler import _with_timeout
+
+                        result = await _with_timeout(afn(name), opts.call_timeout)
                     _check_answer(name, result, opts)
                 except Exception as e:  # noqa: BLE001
                     attempts.append({"model": name, "ok": False, "error": f"{type(e).__name__}: {e}"})

@@ -450,13 +450,14 @@ def _load_array(root: Path, key: str, spec: dict[str, Any]) -> np.ndarray:
     if not isinstance(spec, dict) or not isinstance(spec.get("file"), str):
         msg = f"{root / _META}: the entry for array {key!r} lacks its file name."
         raise PersistenceError(msg, path=root / _META)
-    fpath = root / spec["file"]
+    fpath = _inside(root, spec["file"])
     if not fpath.is_file():
         msg = f"{fpath} is missing."
         raise PersistenceError(msg, path=fpath)
     if _sha256(fpath) != spec.get("sha256"):
         msg = f"{fpath} does not match the checksum in router.json (truncated, corrupted or modified)."
         raise PersistenceError(msg, path=fpath)
+    _check_npy_header(fpath)
     try:
         arr = np.load(fpath, allow_pickle=False)
     except ValueError as e:
@@ -468,7 +469,40 @@ def _load_array(root: Path, key: str, spec: dict[str, Any]) -> np.ndarray:
     return arr
 
 
+def _check_npy_header(fpath: Path) -> None:
+    """The shape an .npy file declares must fit in the file (no allocation of a forged huge shape)."""
+    try:
+        with open(fpath, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, dtype = read(f)
+            data_bytes = os.fstat(f.fileno()).st_size - f.tell()
+    except (ValueError, OSError, SyntaxError) as e:
+        msg = f"{fpath} is not a readable .npy file: {e}."
+        raise PersistenceError(msg, path=fpath) from e
+    need = int(np.prod(shape, dtype=object)) * dtype.itemsize if dtype.itemsize else 0
+    if need > data_bytes:
+        msg = f"{fpath} declares shape {shape} ({need} bytes) but holds {data_bytes} bytes of data."
+        raise PersistenceError(msg, path=fpath)
+
+
 def load_router(path: str | Path, *, embedder: Any = None) -> Any:
+    """Load a router saved by :func:`save_router`; see :func:`_load_router`.
+
+    Any malformed value in the files gives :class:`PersistenceError` naming the directory (never a
+    raw ``KeyError``/``TypeError``/pydantic/numpy error, never ``MemoryError``).
+    """
+    root = Path(path)
+    try:
+        return _load_router(root, embedder=embedder)
+    except UniRouterError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, OverflowError, MemoryError) as e:
+        msg = f"{root / _META} holds a malformed value ({type(e).__name__}: {str(e)[:200]}); save the router again."
+        raise PersistenceError(msg, path=root / _META) from e
+
+
+def _load_router(path: str | Path, *, embedder: Any = None) -> Any:
     """Load a router saved by :func:`save_router`.
 
     Parameters
@@ -484,7 +518,7 @@ def load_router(path: str | Path, *, embedder: Any = None) -> Any:
     vs = None
     if "validation" in meta["arrays"]:
         spec = meta["arrays"]["validation"]
-        fpath = root / spec["file"]
+        fpath = _inside(root, spec.get("file") if isinstance(spec, dict) else None)
         if not fpath.is_file() or _sha256(fpath) != spec.get("sha256"):
             msg = f"{fpath} is missing or does not match its checksum."
             raise PersistenceError(msg, path=fpath)
@@ -523,6 +557,14 @@ def load_router(path: str | Path, *, embedder: Any = None) -> Any:
     if labels.size and (labels.min() < 0 or labels.max() >= n_parts):
         msg = f"{root}: validation_labels.npy holds parts outside [0, {n_parts})."
         raise PersistenceError(msg, path=root / "validation_labels.npy")
+    for key, arr in state.items():
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            msg = f"{root}: state_{key}.npy holds NaN or inf; the router cannot route with it."
+            raise PersistenceError(msg, path=root / f"state_{key}.npy")
+    centroids = state.get("centroids")
+    if centroids is not None and (centroids.ndim != 2 or centroids.shape[1] != ident.dim):
+        msg = f"{root}: state_centroids.npy has shape {centroids.shape} but the embedder has dimension {ident.dim}."
+        raise PersistenceError(msg, path=root / "state_centroids.npy")
     try:
         router._load_state_arrays(state)
     except (KeyError, ValueError) as e:
@@ -546,4 +588,40 @@ def load_router(path: str | Path, *, embedder: Any = None) -> Any:
             msg = f"{root / _META}: model entry {i} cannot be restored ({type(e).__name__}: {e})."
             raise PersistenceError(msg, path=root / _META) from e
         router._register(profile, replace=False)
+    verify_manifest(root)
     return router
+
+
+def _inside(root: Path, name: Any) -> Path:
+    """``root / name`` for a plain file name; a path elsewhere (``../x``, ``/etc/x``) is refused."""
+    if not isinstance(name, str) or not name or Path(name).name != name or name in (".", ".."):
+        msg = f"{root / _META} names the file {name!r}; only plain file names inside the router directory are allowed."
+        raise PersistenceError(msg, path=root / _META)
+    return root / name
+
+
+def verify_manifest(root: str | Path) -> None:
+    """Check every file the manifest lists against its SHA-256 (router.json and candidates.json too).
+
+    The arrays' checksums live in ``router.json``, so without this an edited ``router.json`` (two
+    model names swapped, a cost changed) would load silently. Directories saved before manifests
+    existed have none and are not checked.
+    """
+    root = Path(root)
+    if not (root / MANIFEST).exists():
+        return
+    files = _manifest_files(root)
+    if files is None:
+        msg = f"{root / MANIFEST} is not a valid unirouter manifest (truncated or edited?)."
+        raise PersistenceError(msg, path=root / MANIFEST)
+    for name, digest in files.items():
+        fpath = root / name
+        if not fpath.is_file():
+            msg = f"{fpath} is missing ({MANIFEST} lists it: the directory was saved with it)."
+            raise PersistenceError(msg, path=fpath)
+        if _sha256(fpath) != digest:
+            msg = (
+                f"{fpath} does not match the checksum in {MANIFEST} (missing, truncated, corrupted or edited "
+                "after saving); save the router again instead of editing its files."
+            )
+            raise PersistenceError(msg, path=fpath)

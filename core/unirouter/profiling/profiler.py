@@ -289,6 +289,14 @@ class Profiler(ParamsMixin):
         if not callable(model):
             msg = f"model must be a callable prompt -> text (sync or async). Got {type(model).__name__}."
             raise InvalidInputError(msg)
+        self._check_params()  # resolves self._cache
+        if self._cache is None:
+            return await self._arun(model, prompts, model_id=model_id, desc=desc)
+        # One run per (cache, model) at a time, across processes: no paid call is made twice.
+        async with self._cache.model_lock(model_id):
+            return await self._arun(model, prompts, model_id=model_id, desc=desc)
+
+    async def _arun(self, model: Callable[[str], Any], prompts: Sequence[str], *, model_id: str, desc: str | None) -> ProfilingRun:
         plan = self.plan(prompts, model_id=model_id)
         n = len(plan.prompts)
         run = ProfilingRun(plan.prompts, [None] * n, [None] * n, [None] * n, np.zeros(n, dtype=bool))
@@ -307,15 +315,19 @@ class Profiler(ParamsMixin):
         async def one(i: int) -> None:
             async with sem:
                 text, usage, cause, attempts = await self._call(call, plan.prompts[i], rng)
-            run.attempts += attempts
-            if cause is not None:
-                run.failures[i] = cause
-            else:
-                run.texts[i] = text
-                run.input_tokens[i], run.output_tokens[i] = usage_tokens(usage)
-                if writer is not None:
-                    put = functools.partial(self._cache.put, model_id, plan.prompts[i], text, usage=usage)
-                    writes.append(writer.submit(put, settings=self.generation_settings))
+                run.attempts += attempts
+                if cause is not None:
+                    run.failures[i] = cause
+                else:
+                    run.texts[i] = text
+                    run.input_tokens[i], run.output_tokens[i] = usage_tokens(usage)
+                    if writer is not None:
+                        put = functools.partial(self._cache.put, model_id, plan.prompts[i], text, usage=usage)
+                        fut = writer.submit(put, settings=self.generation_settings)
+                        writes.append(fut)
+                        # The slot is held until the answer is on disk: a paid answer never waits in
+                        # a queue that a kill would lose (at most max_concurrency are unwritten).
+                        await asyncio.shield(asyncio.wrap_future(fut))
             bar.update(1)
             if run.failures:
                 bar.set_postfix(failed=len(run.failures), refresh=False)
@@ -374,6 +386,8 @@ async def _with_timeout(coro: Any, timeout: float) -> Any:
     try:
         done, _ = await asyncio.wait({task}, timeout=timeout)
     except asyncio.CancelledError:
+        if task.done() and not task.cancelled() and task.exception() is None:
+            return task.result()  # a paid answer that arrived with the cancel is kept (as wait_for does)
         task.cancel()
         raise
     if done:

@@ -6,6 +6,8 @@ Split out of :mod:`unirouter.profiling.profiler` (one module, one job); import t
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 import math
@@ -13,7 +15,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -240,6 +242,44 @@ class ResponseCache:
                 self._index.pop(mid, None)
                 self._torn.pop(mid, None)
                 self._unsynced.pop(mid, None)
+
+    @contextlib.asynccontextmanager
+    async def model_lock(self, model_id: str, *, poll: float = 0.05) -> AsyncIterator[None]:
+        """Hold ``model_id``'s cache for one profiling run, across processes (an advisory ``flock``).
+
+        A second process (or a second run in this one) profiling the same model into the same cache
+        waits here, without blocking its event loop, then re-reads the file and calls only what is
+        still missing: no paid call is made twice. No-op where ``fcntl`` is missing (Windows).
+        """
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            yield
+            return
+        lock_path = self.file_for(model_id).with_suffix(".lock")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    await asyncio.sleep(poll)
+            with self._lock:  # what other holders wrote meanwhile is read again
+                handle = self._handles.pop(model_id, None)
+                if handle is not None:
+                    handle.close()
+                self._index.pop(model_id, None)
+                self._unsynced.pop(model_id, None)
+            yield
+        finally:
+            with self._lock:
+                handle = self._handles.get(model_id)
+                if handle is not None:
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                    self._unsynced[model_id] = 0
+            os.close(fd)  # releases the lock
 
     def __enter__(self) -> ResponseCache:
         return self

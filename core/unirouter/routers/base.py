@@ -240,6 +240,9 @@ class BaseRouter(ParamsMixin):
             vs = ValidationSet(check_prompts(validation, what="validation"))
         if validation_embeddings is not None:
             xv = check_embeddings(validation_embeddings, what="validation_embeddings")
+            if xv.shape[0] == 0:
+                msg = "validation_embeddings has no rows; the validation set needs at least one prompt."
+                raise InvalidInputError(msg)
             if vs is not None and xv.shape[0] != len(vs):
                 msg = f"validation_embeddings has {xv.shape[0]} rows for {len(vs)} validation prompts."
                 raise InvalidInputError(msg)
@@ -254,6 +257,9 @@ class BaseRouter(ParamsMixin):
         """Training embeddings, the validation set and its embeddings (embedding what is not given)."""
         if embeddings is not None:
             x = check_embeddings(embeddings, what="embeddings")
+            if x.shape[0] == 0:
+                msg = "embeddings has no rows; fit needs at least one training prompt."
+                raise InvalidInputError(msg)
         elif prompts is not None:
             x = self._embed(check_prompts(prompts))
         else:
@@ -311,7 +317,11 @@ class BaseRouter(ParamsMixin):
         a = self._prior_strength()
         err, counts, gerr = cluster_statistics(1.0 - scores, self.validation_labels_, self.n_parts_, a)
         if costs is not None:
-            ccost, _, flat = cluster_statistics(costs, self.validation_labels_, self.n_parts_, a)
+            with np.errstate(over="ignore", invalid="ignore"):
+                ccost, _, flat = cluster_statistics(costs, self.validation_labels_, self.n_parts_, a)
+            if not (np.isfinite(ccost).all() and np.isfinite(flat)):
+                msg = f"cost of {name!r}: per-prompt costs are too large (their means overflow); give costs in a sane unit (e.g. USD)."
+                raise InvalidInputError(msg)
         else:
             ccost = np.full(self.n_parts_, flat)
         return ModelProfile(
@@ -479,10 +489,8 @@ class BaseRouter(ParamsMixin):
         if handle_unknown not in ("error", "ignore"):
             msg = f"handle_unknown must be 'error' or 'ignore'. Got {handle_unknown!r}."
             raise InvalidInputError(msg)
-        if models is not None and isinstance(models, str):
-            models = [models]
-        if exclude is not None and isinstance(exclude, str):
-            exclude = [exclude]
+        models = _names_or_none(models, "models")
+        exclude = _names_or_none(exclude, "exclude")
         if models is None:
             cols = np.arange(len(pool.names))
         elif handle_unknown == "ignore":
@@ -656,6 +664,23 @@ class BaseRouter(ParamsMixin):
             msg = f"{path} holds a {type(router).__name__}, not a {cls.__name__}."
             raise InvalidInputError(msg)
         return router
+
+
+def _names_or_none(names: Any, what: str) -> list[str] | None:
+    """``models=`` / ``exclude=``: None, one name, or an iterable of names (typed error otherwise)."""
+    if names is None:
+        return None
+    if isinstance(names, str):
+        return [names]
+    if not isinstance(names, Iterable):
+        msg = f"{what} must be a model name or a list of model names. Got {type(names).__name__}: {names!r:.60}."
+        raise InvalidInputError(msg)
+    out = list(names)
+    for n in out:
+        if not isinstance(n, str):
+            msg = f"{what} must hold model names (strings). Got {type(n).__name__}: {n!r:.60}."
+            raise InvalidInputError(msg)
+    return out
 
 
 def _pool_with(pool: _Pool, profile: ModelProfile) -> _Pool:

@@ -22,7 +22,7 @@ import numpy as np
 
 from unirouter.routers.base import BaseRouter, RoutingDecision
 from unirouter.routers.cluster_maps import KMeansMap, LearnedMap, fit_kmeans
-from unirouter._validation import check_int, check_known_labels, check_random_state
+from unirouter._validation import check_cost_weight, check_int, check_known_labels, check_random_state
 from unirouter.data.datasets import RoutingDataset, ValidationSet
 from unirouter.exceptions import InvalidInputError, UniRouterWarning
 from unirouter.profiles import cluster_statistics
@@ -116,6 +116,22 @@ class UniRouter(BaseRouter):
             msg = f"prior_strength must be a finite number >= 0. Got {self.prior_strength!r}."
             raise InvalidInputError(msg)
         check_random_state(self.random_state)
+        check_int(self.n_init, "n_init", low=1)
+        if self.cost_weight is not None:
+            check_cost_weight(self.cost_weight)
+        # The learned map's settings (checked for both methods: a bad value is a bug either way).
+        check_int(self.max_epochs, "max_epochs", low=0)  # 0 = the K-means initialisation, untrained
+        check_int(self.patience, "patience", low=1)
+        check_int(self.batch_size, "batch_size", low=1)
+        for name, low, strict in (("init_temperature", 0.0, True), ("learning_rate", 0.0, True), ("l2", 0.0, False)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, Real) or not np.isfinite(v) or v < low or (strict and v == low):
+                msg = f"{name} must be a finite number {'>' if strict else '>='} {low:g}. Got {v!r}."
+                raise InvalidInputError(msg)
+        hf = self.holdout_fraction
+        if isinstance(hf, bool) or not isinstance(hf, Real) or not 0.0 <= hf < 1.0:
+            msg = f"holdout_fraction must be a number in [0, 1). Got {hf!r}."
+            raise InvalidInputError(msg)
 
     def fit(
         self,
