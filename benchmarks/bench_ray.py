@@ -75,7 +75,11 @@ def _eval(dataset: str, trials: int) -> dict:
 def _replay(dataset: str, n: int, batch_size: int) -> dict:
     from unirouter.replay import ReplayPolicy, replay
 
-    router, splits = fitted_router(dataset, make_embedder("torch"))
+    from unirouter.embedders import default_cache_dir
+
+    # The router's embedder uses the disk cache (budget calibration embeds its validation prompts, the
+    # same for every engine); replay itself embeds the log without cache, as it does by default.
+    router, splits = fitted_router(dataset, make_embedder("torch", cache=default_cache_dir()))
     test = splits["test"]
     n = min(n, len(test))
     rng = np.random.default_rng(0)
@@ -105,7 +109,6 @@ def _replay(dataset: str, n: int, batch_size: int) -> dict:
     # The single-driver ceiling: the same replay with every embedding already in the disk cache, so
     # only reading, routing, summarising and writing remain (what the Ray driver does per prompt, and more).
     from unirouter import SentenceTransformerEmbedder
-    from unirouter.embedders import default_cache_dir
 
     cached = SentenceTransformerEmbedder(cache=default_cache_dir())
     cached.embed(test.texts[:n])
