@@ -136,7 +136,8 @@ def _scaling_paragraph(ev: dict | None, rp: dict | None) -> str:
             f"one trial's time plus Ray start-up on >= 50 CPUs). A trial here takes a median {trial_s:.1f} s of worker time; Ray adds worker start-up (torch and "
             f"scikit-learn imports, seconds per worker, paid once) and a fixed cluster start, which is why "
             f"few short trials gain little. The object store is not the limit: even 1 M prompts would be ~{per_prompt * 1e6 / 2**30:.1f} GiB "
-            f"per node, within Ray's default store (30 % of RAM)."
+            f"per node, within Ray's default store (30 % of RAM) on nodes with {per_prompt * 1e6 / 2**30 / 0.3:.0f} GiB of RAM or more; each node "
+            f"holds one copy, so what limits evaluation is the number of trials and the slowest trial, not data movement."
         )
     if rp:
         r = rp["runs"]
@@ -145,8 +146,7 @@ def _scaling_paragraph(ev: dict | None, rp: dict | None) -> str:
         parts.append(
             f"Replay is bound by embedding: one MiniLM actor (1 CPU) embedded and routed {one:.1f} prompts/s here "
             f"(in process: {r['in-process']['prompts_per_second']:.1f}), so throughput should grow linearly with actors, about {one:.1f} "
-            f"prompts/s per CPU on a comparable idle CPU (more on a quiet one: this machine's load was "
-            f"{r['ray-1']['load']}), until the single driver that reads results in log order and writes decisions becomes the bottleneck"
+            f"prompts/s per CPU as measured under this machine's load ({r['ray-1']['load']}; more on an idle CPU), until the single driver that reads results in log order and writes decisions becomes the bottleneck"
             + (f": with embeddings already cached, reading, routing, summarising and writing ran at {ceiling:.0f} prompts/s in one process, "
                f"i.e. roughly {ceiling / max(one, 1e-9):.0f} embedding CPUs' worth." if ceiling else ".")
             + " Beyond that, write decisions per block (ds.write_parquet) and merge the per-block summaries instead of streaming through "
