@@ -522,21 +522,31 @@ def _ray_batches(
 
 
 def _our_error(e: BaseException) -> BaseException | None:
-    """The UniRouterError inside a chain of Ray wrappers, if any."""
-    from unirouter.exceptions import UniRouterError
+    """The UniRouterError an actor raised, from Ray's wrappers.
+
+    Ray Data re-wraps a failed batch in ``UserCodeException`` and keeps the original only as text in
+    the remote traceback, so the error is rebuilt from its class name and message when the object
+    itself did not travel.
+    """
+    import re
+
+    from unirouter import exceptions as errors
 
     seen = set()
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
-        if isinstance(e, UniRouterError):
-            return e
-        as_cause = getattr(e, "as_instanceof_cause", None)
-        if callable(as_cause):
-            try:
-                inner = as_cause()
-            except Exception:  # noqa: BLE001 - best effort only
-                inner = None
-            if isinstance(inner, UniRouterError):
-                return inner
-        e = e.__cause__ or e.__context__ or getattr(e, "cause", None)
-    return None
+    x: BaseException | None = e
+    while x is not None and id(x) not in seen:
+        seen.add(id(x))
+        if isinstance(x, errors.UniRouterError):
+            return x
+        x = getattr(x, "cause", None) or x.__cause__
+    found = re.findall(r"unirouter\.exceptions\.(\w+): (.+)", str(e))
+    if not found:
+        return None
+    name, msg = found[-1]
+    cls = getattr(errors, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, errors.UniRouterError)):
+        return None
+    try:
+        return cls(msg.strip())
+    except TypeError:  # an error class with required extra fields
+        return errors.InvalidInputError(msg.strip())
