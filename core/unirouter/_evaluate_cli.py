@@ -89,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
     from unirouter.exceptions import UniRouterError
 
     try:
+        _check_outputs(args)  # before the trials: a run can take many minutes
         for mod in args.plugin or []:
             importlib.import_module(mod)
         grids: dict[str, list[int]] = {}
@@ -129,6 +130,26 @@ def run(args: argparse.Namespace) -> int:
         plot_curves(doc, args.plot)
         print(f"wrote {args.plot}")
     return 0
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """--plot needs matplotlib, and both outputs need a writable folder: say so before the run."""
+    import importlib.util
+    import os
+
+    from unirouter.exceptions import InvalidInputError
+
+    if args.plot and importlib.util.find_spec("matplotlib") is None:
+        msg = "--plot needs matplotlib: pip install 'unirouter[plot]' (or drop --plot)."
+        raise InvalidInputError(msg)
+    for flag, value in (("--json", args.json_out), ("--plot", args.plot)):
+        if value:
+            parent = Path(value).absolute().parent
+            while not parent.exists():
+                parent = parent.parent
+            if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+                msg = f"{flag} {value}: cannot write there, {parent} is not a writable directory."
+                raise InvalidInputError(msg)
 
 
 def _command(args: argparse.Namespace) -> str:
