@@ -355,7 +355,7 @@ def plot_curves(doc: dict[str, Any], path: str | Path, *, title: str | None = No
     ax.legend(fontsize=8, loc="lower right")
     dx.axhline(0.0, color="grey", linewidth=1, linestyle=":")
     dx.set_ylabel("quality above ZeroRouter at the same cost (points)")
-    dx.set_title("gain over ZeroRouter (random mix of the models)" + (f"; not shown: {', '.join(off_scale)}" if off_scale else ""), fontsize=10)
+    dx.set_title("gain over ZeroRouter (random mix of the models)" + (f"\nnot shown (off the scale): {', '.join(off_scale)} points" if off_scale else ""), fontsize=10)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
