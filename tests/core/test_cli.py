@@ -753,3 +753,17 @@ def test_evaluate_output_reads_without_a_manual(data_dir, tmp_path, capsys):
         c0, cm = doc["curves_trial0"][name], doc["curves_mean"][name]
         np.testing.assert_allclose(cm["quality"], np.interp(cm["cost"], c0["cost"], c0["quality"]), atol=2e-6)
     assert "best_single" not in doc["curves_mean"] and (tmp_path / "r.png").stat().st_size > 1000
+
+
+def test_evaluate_checks_its_outputs_before_the_run(data_dir, tmp_path, capsys):
+    blocked = tmp_path / "a-file"
+    blocked.write_text("x")
+    for flag in ("--json", "--plot"):
+        code, _, err = run(capsys, "evaluate", "--data", str(data_dir / "routerbench_subset"), flag, str(blocked / "out"), "--no-progress")
+        assert code == 2 and f"{flag} {blocked / 'out'}: cannot write there" in err and "Traceback" not in err
+
+
+def test_system_errors_are_one_line(router_dir, tmp_path, capsys):
+    (tmp_path / "dir.csv").mkdir()  # exists (refused without --overwrite), with it: cannot be opened as a file
+    code, _, err = run(capsys, "validation-set", str(router_dir), "--out", str(tmp_path / "dir.csv"), "--overwrite")
+    assert code == 1 and err.startswith("unirouter validation-set: error: [Errno 21] Is a directory") and err.count("\n") == 1

@@ -717,6 +717,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UniRouterError as e:
         print(f"unirouter {args.command}: error: {_cli_wording(str(e))}", file=sys.stderr)
         return 2
+    except OSError as e:  # unreadable input, full disk, no permission: the system's words, one line
+        print(f"unirouter {args.command}: error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:  # pragma: no cover
         print("interrupted", file=sys.stderr)
         return 130

@@ -99,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
 
     executor = None
     try:
+        _check_outputs(args)  # before the trials: a run can take many minutes
         for mod in args.plugin or []:
             importlib.import_module(mod)
         if getattr(args, "ray", False) or getattr(args, "ray_address", None):
@@ -155,6 +156,26 @@ def run(args: argparse.Namespace) -> int:
         plot_curves(doc, args.plot)
         print(f"wrote {args.plot}")
     return 0
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """--plot needs matplotlib, and both outputs need a writable folder: say so before the run."""
+    import importlib.util
+    import os
+
+    from unirouter.exceptions import InvalidInputError
+
+    if args.plot and importlib.util.find_spec("matplotlib") is None:
+        msg = "--plot needs matplotlib: pip install 'unirouter[plot]' (or drop --plot)."
+        raise InvalidInputError(msg)
+    for flag, value in (("--json", args.json_out), ("--plot", args.plot)):
+        if value:
+            parent = Path(value).absolute().parent
+            while not parent.exists():
+                parent = parent.parent
+            if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+                msg = f"{flag} {value}: cannot write there, {parent} is not a writable directory."
+                raise InvalidInputError(msg)
 
 
 def _command(args: argparse.Namespace) -> str:
@@ -384,7 +405,7 @@ def plot_curves(doc: dict[str, Any], path: str | Path, *, title: str | None = No
     ax.legend(fontsize=8, loc="lower right")
     dx.axhline(0.0, color="grey", linewidth=1, linestyle=":")
     dx.set_ylabel("quality above ZeroRouter at the same cost (points)")
-    dx.set_title("gain over ZeroRouter (random mix of the models)" + (f"; not shown: {', '.join(off_scale)}" if off_scale else ""), fontsize=10)
+    dx.set_title("gain over ZeroRouter (random mix of the models)" + (f"\nnot shown (off the scale): {', '.join(off_scale)} points" if off_scale else ""), fontsize=10)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
