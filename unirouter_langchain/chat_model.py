@@ -37,7 +37,9 @@ from unirouter_langchain._adapters import (
     decide_ahead,
     decision_record,
     emit,
+    result_usage,
     routing_text,
+    sent_text,
     with_record,
 )
 from unirouter_langchain.runnable import UniRouteRunnable
@@ -85,7 +87,9 @@ class UniRouteChatModel(PoolMethods, BaseChatModel):
         response_cache: A ``unirouter.ResponseCache`` (or path) for profiling answers.
         options: Default routing options (``cost_weight``, ``budget``, ``force_model``,
             ``allowed_models``, ``excluded_models``, ``max_fallbacks``).
-        routing_input: ``"last_user"`` (default), ``"conversation"`` or ``(messages) -> str``.
+        routing_input: ``"contextual"`` (default: the user's latest request, a RAG template reduced
+            to its query, a short follow-up with the question it follows), ``"last_user"``,
+            ``"user_turns"``, ``"conversation"`` or ``(messages) -> str``.
         profile_kwargs: Passed to the core profiler.
         pool: An existing ``unirouter.integration.CandidatePool`` instead of the arguments above.
 
@@ -129,7 +133,7 @@ class UniRouteChatModel(PoolMethods, BaseChatModel):
 
     pool: CandidatePool = Field(exclude=True)
     """The candidates, the router and the default options."""
-    routing_input: RoutingInput = "last_user"
+    routing_input: RoutingInput = "contextual"
     """What the router embeds: ``"last_user"``, ``"conversation"`` or ``(messages) -> str``."""
     temperature: float | None = None
     """Passed to the chosen model as a call argument when set (else each model's own setting)."""
@@ -269,13 +273,15 @@ class UniRouteChatModel(PoolMethods, BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         state, options, call_kwargs, tools = self._begin(messages, stop, kwargs)
-        decision = state.decision or self.pool.decide(self._text(messages), options)
+        decision = state.decision or self.pool.decide(self._text(messages), options, sent=sent_text(messages))
 
         def call(name: str) -> BaseMessage:
             config = {"callbacks": child_callbacks(run_manager, f"unirouter:{name}")}
             return self._target(name, tools).invoke(messages, config, **call_kwargs)
 
-        message, attempts = self.pool.run_with_fallbacks(decision, options, call)
+        message, attempts = self.pool.run_with_fallbacks(
+            decision, options, call, usage_of=result_usage, sent=sent_text(messages)
+        )
         record = decision_record(decision, attempts)
         message = with_record(message, record, move_usage=True)
         emit(record, {"callbacks": child_callbacks(run_manager)})
@@ -289,13 +295,15 @@ class UniRouteChatModel(PoolMethods, BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         state, options, call_kwargs, tools = self._begin(messages, stop, kwargs)
-        decision = state.decision or await self.pool.adecide(self._text(messages), options)
+        decision = state.decision or await self.pool.adecide(self._text(messages), options, sent=sent_text(messages))
 
         async def call(name: str) -> BaseMessage:
             config = {"callbacks": child_callbacks(run_manager, f"unirouter:{name}", is_async=True)}
             return await self._target(name, tools).ainvoke(messages, config, **call_kwargs)
 
-        message, attempts = await self.pool.arun_with_fallbacks(decision, options, call)
+        message, attempts = await self.pool.arun_with_fallbacks(
+            decision, options, call, usage_of=result_usage, sent=sent_text(messages)
+        )
         record = decision_record(decision, attempts)
         message = with_record(message, record, move_usage=True)
         await aemit(record, {"callbacks": child_callbacks(run_manager, is_async=True)})
@@ -310,14 +318,14 @@ class UniRouteChatModel(PoolMethods, BaseChatModel):
     ) -> Iterator[ChatGenerationChunk]:
         state, options, call_kwargs, tools = self._begin(messages, stop, kwargs)
         parent = run_manager or state.parent
-        decision = state.decision or self.pool.decide(self._text(messages), options)
+        decision = state.decision or self.pool.decide(self._text(messages), options, sent=sent_text(messages))
 
         def start(name: str) -> tuple[AIMessageChunk, Iterator[AIMessageChunk]]:
             config = {"callbacks": child_callbacks(parent, f"unirouter:{name}")}
             chunks = iter(self._target(name, tools).stream(messages, config, **call_kwargs))
             return _first(chunks, name), chunks
 
-        (first, rest), attempts = self.pool.run_with_fallbacks(decision, options, start)
+        (first, rest), attempts = self.pool.run_with_fallbacks(decision, options, start, sent=sent_text(messages))
         record = decision_record(decision, attempts)
         emit(record, {"callbacks": child_callbacks(parent)})
         yield from _relay(first, rest, record)
@@ -331,7 +339,7 @@ class UniRouteChatModel(PoolMethods, BaseChatModel):
     ) -> AsyncIterator[ChatGenerationChunk]:
         state, options, call_kwargs, tools = self._begin(messages, stop, kwargs)
         parent = run_manager or state.parent
-        decision = state.decision or await self.pool.adecide(self._text(messages), options)
+        decision = state.decision or await self.pool.adecide(self._text(messages), options, sent=sent_text(messages))
 
         async def start(name: str) -> tuple[AIMessageChunk, AsyncIterator[AIMessageChunk]]:
             config = {"callbacks": child_callbacks(parent, f"unirouter:{name}", is_async=True)}
@@ -341,7 +349,7 @@ class UniRouteChatModel(PoolMethods, BaseChatModel):
                 raise ValueError(_no_chunks(name))
             return first, chunks
 
-        (first, rest), attempts = await self.pool.arun_with_fallbacks(decision, options, start)
+        (first, rest), attempts = await self.pool.arun_with_fallbacks(decision, options, start, sent=sent_text(messages))
         record = decision_record(decision, attempts)
         await aemit(record, {"callbacks": child_callbacks(parent, is_async=True)})
         usage = _Usage()
