@@ -325,7 +325,7 @@ class CandidatePool:
                 vs = self.router.validation_set_
                 gamma, cost, _ = self.router.predict(vs.prompts, models=list(models))
                 hi = _lam_max(gamma, cost)
-                self._pacers[key] = BudgetPacer(budget, cost_weight=lam0, min_cost_weight=hi * 1e-6, max_cost_weight=hi)
+                self._pacers[key] = BudgetPacer(budget, cost_weight=lam0, min_cost_weight=hi * 1e-12, max_cost_weight=hi)
             return self._pacers[key]
 
     # -- pricing -------------------------------------------------------------------------------
