@@ -91,7 +91,9 @@ class BudgetPacer:
 
     @property
     def cost_weight(self) -> float:
-        """The ``lambda`` to route the next call with."""
+        """The ``lambda`` to route the next call with (exactly the starting weight before any call)."""
+        if self.calls_ == 0 and self.min_cost_weight <= self.initial_cost_weight <= self.max_cost_weight:
+            return self.initial_cost_weight
         return math.exp(self._log_lam)
 
     @property

@@ -172,7 +172,7 @@ def test_budget_option_calibrates_on_validation_prompts(pool, text, mmlu_embeddi
     )
     assert d.cost_weight == lam > 0
     assert pool._budget_lams == {
-        (budget, CANDIDATES): lam
+        ("budget", budget, CANDIDATES): lam
     }  # cached per budget and candidate set
     chosen = [
         dd.chosen_expected_cost
@@ -205,7 +205,8 @@ def test_run_with_fallbacks_walks_the_ranking(pool, text):
         "ok": False,
         "error": f"ConnectionError: {d.ranked[0]} is down",
     }
-    assert attempts[1] == {"model": d.ranked[1], "ok": True}
+    assert {k: attempts[1][k] for k in ("model", "ok")} == {"model": d.ranked[1], "ok": True}
+    assert attempts[1]["realised_cost"] >= 0  # the answering model's cost (issue 17)
     assert models[d.ranked[2]].calls == []
 
 
