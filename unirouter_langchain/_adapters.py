@@ -96,7 +96,9 @@ def routing_text(messages: Sequence[BaseMessage], how: RoutingInput = "contextua
             msg = f"the routing_input callable must return a non-empty string. Got {text!r}."
             raise InvalidInputError(msg)
         return text
-    return _core_routing_text([(_ROLES.get(m.type, m.type), _text(m)) for m in messages], how)
+    # "conversation" keeps LangChain's own role names (human/ai/tool) in its "role: text" lines
+    roles = (lambda t: t) if how == "conversation" else (lambda t: _ROLES.get(t, t))
+    return _core_routing_text([(roles(m.type), _text(m)) for m in messages], how)
 
 
 def sent_text(messages: Sequence[BaseMessage]) -> str:
@@ -266,7 +268,7 @@ def decision_record(decision: Any, attempts: list[dict[str, Any]], *, usage: dic
     """The JSON-ready record stored in ``response_metadata["unirouter"]`` and sent as the event."""
     ok = next((a for a in attempts if a.get("ok")), {})
     record = {**decision.to_dict(), "answered_by": ok.get("model"), "attempts": attempts}
-    record.update({k: ok[k] for k in ("realised_cost", "cost_source", "budget") if k in ok})
+    record.update(getattr(attempts, "settled", None) or {})  # realised cost and budget state (issue 17)
     if usage is not None:
         record["usage"] = usage
     return record

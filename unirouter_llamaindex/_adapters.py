@@ -189,7 +189,7 @@ def decision_record(decision: Any, attempts: list[dict[str, Any]]) -> dict[str, 
     """What goes in ``additional_kwargs["unirouter"]``: the decision, who answered, and the attempts."""
     ok = next((a for a in attempts if a.get("ok")), {})
     record = {**decision.to_dict(), "answered_by": ok.get("model"), "attempts": attempts}
-    record.update({k: ok[k] for k in ("realised_cost", "cost_source", "budget") if k in ok})
+    record.update(getattr(attempts, "settled", None) or {})  # realised cost and budget state (issue 17)
     return record
 
 

@@ -123,6 +123,17 @@ class RoutingOptions(BaseModel):
         return self.model_copy(update=other.model_dump(exclude_unset=True))
 
 
+class Attempts(list):
+    """The attempts record of a call (a list of ``{"model", "ok", "error"?}``) and, in ``settled``,
+    what :meth:`CandidatePool.settle` reported for the successful one (realised cost, budget)."""
+
+    settled: dict[str, Any]
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.settled = {}
+
+
 @dataclass(frozen=True)
 class Candidate:
     """A routable model: the framework object, its profiling call, and its cost specification."""
@@ -491,12 +502,12 @@ class CandidatePool:
         """Call ``fn(name)`` on the chosen model, then the next best while it raises.
 
         Returns the first result and the attempts record (``[{"model", "ok", "error"?}]``); if every
-        attempt fails, the last error is raised. The successful attempt also carries what
+        attempt fails, the last error is raised. The record's ``settled`` attribute holds what
         :meth:`settle` reports (``realised_cost``, ``cost_source``, ``budget``): ``usage_of(result)``
         gives the usage the model reported and its response text, ``sent`` the prompt sent (both
         optional: without them the cost is estimated or the expected cost stands in).
         """
-        attempts: list[dict[str, Any]] = []
+        attempts = Attempts()
         order = self.attempt_order(decision, options)
         for i, name in enumerate(order):
             try:
@@ -507,7 +518,7 @@ class CandidatePool:
                     raise
                 continue
             attempts.append({"model": name, "ok": True})
-            attempts[-1].update(self._settle_result(decision, attempts, options, result, usage_of, sent))
+            attempts.settled = self._settle_result(decision, attempts, options, result, usage_of, sent)
             return result, attempts
         raise AssertionError("unreachable: attempt_order is never empty")  # pragma: no cover
 
@@ -521,7 +532,7 @@ class CandidatePool:
         sent: str | None = None,
     ) -> tuple[T, list[dict[str, Any]]]:
         """Async :meth:`run_with_fallbacks`."""
-        attempts: list[dict[str, Any]] = []
+        attempts = Attempts()
         order = self.attempt_order(decision, options)
         for i, name in enumerate(order):
             try:
@@ -532,7 +543,7 @@ class CandidatePool:
                     raise
                 continue
             attempts.append({"model": name, "ok": True})
-            attempts[-1].update(self._settle_result(decision, attempts, options, result, usage_of, sent))
+            attempts.settled = self._settle_result(decision, attempts, options, result, usage_of, sent)
             return result, attempts
         raise AssertionError("unreachable")  # pragma: no cover
 
