@@ -35,27 +35,34 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import cached_embeddings, table, write_result  # noqa: E402
 
-N_TRAIN, N_VAL, N_TEST_MIX, N_TEST_LAW = 800, 300, 300, 250
+N_TRAIN, N_VAL, N_TEST_MIX = 400, 150, 150  # the test suite's MMLU-Pro slice (tests/conftest.py)
+N_TEST_HISTORY, N_TEST_LAW = 200, 150
 
 
 def _data(seed: int) -> dict[str, Any]:
-    """A bounded subset of MMLU-Pro (every embedding is computed once, then cached on disk):
-    ``N_TRAIN`` training and ``N_VAL`` validation prompts drawn at random, and a held-out test set of
-    ``N_TEST_MIX`` random prompts plus every remaining history question and ``N_TEST_LAW`` law
-    questions (the shifted streams)."""
+    """A bounded subset of MMLU-Pro (the machine is shared; every embedding is cached on disk): the
+    test suite's 400/150/150 slice of complete models (same rows for seed 0), plus held-out history
+    and law questions outside it for the shifted streams."""
     from unirouter import default_data_dir, load_dataset
 
     ds = load_dataset(default_data_dir() / "mmlu_pro", load_responses=False)
-    models = ds.complete_models(min_coverage=1.0)
-    ds = ds.subset(ds.complete_rows(models), models=models)
+    models = ds.complete_models(min_coverage=0.99)
+    rows = ds.complete_rows(models)
+    first: dict[str, int] = {}
+    for i in rows:
+        first.setdefault(ds.texts[i], int(i))
+    rows = np.array(sorted(first.values()))
     rng = np.random.default_rng(seed)
-    perm = rng.permutation(len(ds))
-    tr, va = perm[:N_TRAIN], perm[N_TRAIN : N_TRAIN + N_VAL]
-    rest = perm[N_TRAIN + N_VAL :]
+    pick = rng.choice(rows, size=N_TRAIN + N_VAL + N_TEST_MIX, replace=False)
+    ds = ds.subset(rows, models=models)
+    pos = {int(r): k for k, r in enumerate(rows)}
+    pick = np.array([pos[int(r)] for r in pick])
+    tr, va, mix = pick[:N_TRAIN], pick[N_TRAIN : N_TRAIN + N_VAL], pick[N_TRAIN + N_VAL :]
     groups = np.asarray(ds.groups)
-    mix = rest[:N_TEST_MIX]
-    hist = [i for i in rest[N_TEST_MIX:] if groups[i] == "history"]
-    law = [i for i in rest[N_TEST_MIX:] if groups[i] == "law"][:N_TEST_LAW]
+    used = set(pick.tolist())
+    others = [i for i in np.random.default_rng(seed + 1).permutation(len(ds)) if int(i) not in used]
+    hist = [i for i in others if groups[i] == "history"][:N_TEST_HISTORY]
+    law = [i for i in others if groups[i] == "law"][:N_TEST_LAW]
     te = np.concatenate([mix, hist, law]).astype(int)
     out = {"all": ds, "train": ds.subset(tr), "val": ds.subset(va), "test": ds.subset(te)}
     out["test_streams"] = {
@@ -72,7 +79,7 @@ def _data(seed: int) -> dict[str, Any]:
 def _router(d: dict[str, Any], method: str, seed: int) -> Any:
     from unirouter import UniRouter, UniRouterWarning
 
-    router = UniRouter(20, method=method, random_state=seed)
+    router = UniRouter(8, method=method, random_state=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UniRouterWarning)
         router.fit_dataset(d["train"], d["val"], embeddings=d["x_train"], validation_embeddings=d["x_val"])
@@ -170,7 +177,7 @@ LANGCHAIN_RAG = (
     "answer the question. If you don't know the answer, just say that you don't know. Use three sentences "
     "maximum and keep the answer concise.\nQuestion: {query} \nContext: {context} \nAnswer:"
 )
-N_CASES = 40
+N_CASES = 24
 
 
 def labelled_cases(d: dict[str, Any], seed: int) -> list[dict[str, Any]]:
@@ -238,7 +245,7 @@ def routing_text_section(d: dict[str, Any], seed: int) -> tuple[str, dict[str, A
     md = (
         f"{len(cases)} labelled conversations ({N_CASES} held-out MMLU-Pro test questions x {len(kinds)} kinds); the label "
         "is the decision on the question that gives the last turn its meaning. Agreement = same model as the label; "
-        "accuracy = recorded correctness of the chosen model on that question (K-means router, K=20).\n\n"
+        "accuracy = recorded correctness of the chosen model on that question (K-means router, K=8).\n\n"
         + table(["cost weight", "routing_input", "agreement", *kinds, "accuracy", "label's accuracy"], rows_md)
     )
     return md, {"routing_text": raw}
