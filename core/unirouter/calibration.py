@@ -109,7 +109,8 @@ def calibrate_cost_weight(
     honest : bool, default False
         Quality targets only: measure quality out of fold on the router's validation prompts (their
         true scores) instead of trusting the predicted error (see the module docstring). The
-        sample is then the validation set; ``prompts``/``embeddings`` are ignored.
+        sample is then the validation set; ``prompts`` are ignored and ``embeddings``, if given,
+        must be the validation prompts' embeddings (they save embedding them again).
     n_folds, random_state :
         The out-of-fold split for ``honest``.
 
@@ -167,7 +168,7 @@ def calibrate_cost_weight(
         return _bisect(lambda lam: at(lam)["shares"][top] <= value, 0.0, hi, smallest=True)
 
     if honest and kind in ("quality_floor", "max_quality_drop"):
-        return _honest_quality_lambda(router, kind, float(value), models, hi, n_folds, random_state)
+        return _honest_quality_lambda(router, kind, float(value), models, hi, n_folds, random_state, embeddings)
 
     # quality targets: the largest lam still meeting the floor
     floor = value if kind == "quality_floor" else (1.0 - float(gamma.mean(axis=0).min())) - value
@@ -181,7 +182,7 @@ def calibrate_cost_weight(
 
 
 def _out_of_fold_predictions(
-    router: Any, models: Iterable[str] | None, n_folds: int, random_state: Any
+    router: Any, models: Iterable[str] | None, n_folds: int, random_state: Any, embeddings: Any = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Predicted error and cost ``(n_val, M)`` of each validation prompt from profiles estimated
     without its fold's labels, and the true scores ``(n_val, M)``."""
@@ -200,7 +201,13 @@ def _out_of_fold_predictions(
     names = [pool.names[i] for i in cols]
     scores = np.vstack([pool.profiles[n].scores for n in names]).T  # (n_val, M)
     n = scores.shape[0]
-    x = router._embed(vs.prompts)
+    if embeddings is not None:
+        x = np.asarray(embeddings)
+        if x.ndim != 2 or x.shape[0] != n:
+            msg = f"honest=True routes the {n} validation prompts; embeddings= must be theirs. Got shape {x.shape}."
+            raise InvalidInputError(msg)
+    else:
+        x = router._embed(vs.prompts)
     folds = as_rng(random_state).permutation(n) % n_folds
     labels, parts = router.validation_labels_, router.n_parts_
     a = float(getattr(router, "prior_strength", 0.0) or 0.0)
@@ -217,9 +224,10 @@ def _out_of_fold_predictions(
 
 
 def _honest_quality_lambda(
-    router: Any, kind: str, value: float, models: Iterable[str] | None, hi: float, n_folds: int, random_state: Any
+    router: Any, kind: str, value: float, models: Iterable[str] | None, hi: float, n_folds: int, random_state: Any,
+    embeddings: Any = None,
 ) -> float:
-    gamma, cost, scores = _out_of_fold_predictions(router, models, n_folds, random_state)
+    gamma, cost, scores = _out_of_fold_predictions(router, models, n_folds, random_state, embeddings)
     rows = np.arange(scores.shape[0])
     best_single = float(np.nanmax(np.nanmean(scores, axis=0)))
     floor = value if kind == "quality_floor" else best_single - value
