@@ -138,6 +138,8 @@ def call_options(configurable: Mapping[str, Any] | None, override: Any = None) -
                 msg = f"unknown configurable key {key!r}; valid keys: {[prefix + k for k in CONFIG_KEYS]}."
                 raise InvalidInputError(msg)
             out[name] = value
+    if "thread_id" in configurable and "session" not in out:  # a LangGraph thread is a session (sticky routing)
+        out["session"] = str(configurable["thread_id"])
     if override is not None:
         if isinstance(override, RoutingOptions):
             override = override.model_dump(exclude_unset=True)

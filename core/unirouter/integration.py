@@ -22,7 +22,8 @@ import asyncio
 import json
 import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -45,6 +46,8 @@ CONFIG_KEYS = (
     "allowed_models",
     "excluded_models",
     "max_fallbacks",
+    "session",
+    "switch_cost",
 )
 _TARGETS = ("budget", "quality_floor", "max_top_share")
 _CANDIDATES = "candidates.json"
@@ -75,6 +78,13 @@ class RoutingOptions(BaseModel):
     allowed_models, excluded_models : list of str or None
     max_fallbacks : int >= 0
         How many next-best models to try when the chosen one raises.
+    session : str or None
+        A conversation or thread id (the LangChain plugin uses LangGraph's ``thread_id``). With
+        ``switch_cost``, calls of one session stay on the model that answered the previous call.
+    switch_cost : float >= 0 or None
+        Sticky sessions: leave the session's previous model only when the chosen model's score
+        (``predicted_error + cost_weight * expected_cost``) beats it by more than this, e.g. 0.02 =
+        two points of predicted error. Staying keeps the provider's prompt cache of the conversation.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -88,6 +98,8 @@ class RoutingOptions(BaseModel):
     allowed_models: tuple[str, ...] | None = None
     excluded_models: tuple[str, ...] | None = None
     max_fallbacks: int = Field(default=2, ge=0)
+    session: str | None = None
+    switch_cost: float | None = Field(default=None, ge=0, allow_inf_nan=False)
 
     @classmethod
     def parse(cls, value: RoutingOptions | Mapping[str, Any] | None) -> RoutingOptions:
@@ -200,6 +212,7 @@ class CandidatePool:
         self._budget_lams: dict[tuple[str, float, tuple[str, ...]], float] = {}
         self._pacers: dict[tuple[float, tuple[str, ...]], Any] = {}
         self._pricer: Any = None
+        self._sessions: OrderedDict[str, str] = OrderedDict()  # session -> model that answered last
 
     # -- candidates ----------------------------------------------------------------------------
     @property
@@ -427,6 +440,13 @@ class CandidatePool:
         out: dict[str, Any] = {}
         if answered is None:
             return out
+        opts = self.resolve(options)
+        if opts.session is not None:
+            with self._lock:
+                self._sessions[opts.session] = answered
+                self._sessions.move_to_end(opts.session)
+                while len(self._sessions) > 100_000:  # bounded: forget the least recent sessions
+                    self._sessions.popitem(last=False)
         cost = self.pricer.realised_cost(answered, usage, prompt=prompt, response=response)
         source = "usage" if cost is not None else "expected"
         if cost is None and answered in decision.candidates:
@@ -434,7 +454,6 @@ class CandidatePool:
         if cost is None:
             return out
         out.update(realised_cost=cost, cost_source=source)
-        opts = self.resolve(options)
         if opts.budget is not None and opts.budget_pacing and opts.force_model is None:
             key = (float(opts.budget), tuple(decision.candidates))
             pacer = self._pacers.get(key)
@@ -454,7 +473,8 @@ class CandidatePool:
         """
         check_prompt(text, what="routing text")
         sent_list = self._check_sent(sent, 1)
-        return self._route([text], sent_list, self._route_kwargs(self.resolve(options)))[0]
+        opts = self.resolve(options)
+        return self._sticky(self._route([text], sent_list, self._route_kwargs(opts))[0], opts)
 
     async def adecide(
         self, text: str, options: RoutingOptions | Mapping[str, Any] | None = None, *, sent: str | None = None
@@ -462,8 +482,26 @@ class CandidatePool:
         """:meth:`decide` with the embedding run in a worker thread (the event loop stays free)."""
         check_prompt(text, what="routing text")
         sent_list = self._check_sent(sent, 1)
-        kwargs = self._route_kwargs(self.resolve(options))
-        return (await asyncio.to_thread(self._route, [text], sent_list, kwargs))[0]
+        opts = self.resolve(options)
+        kwargs = self._route_kwargs(opts)
+        return self._sticky((await asyncio.to_thread(self._route, [text], sent_list, kwargs))[0], opts)
+
+    def _sticky(self, decision: Any, opts: RoutingOptions) -> Any:
+        """Keep the session's previous model unless the choice beats it by more than switch_cost."""
+        if opts.session is None or opts.switch_cost is None or opts.force_model is not None:
+            return decision
+        with self._lock:
+            prev = self._sessions.get(opts.session)
+        if prev is None or prev == decision.model or prev not in decision.candidates:
+            return decision
+        import numpy as np
+
+        ranking = np.array(decision._ranking if decision._ranking is not None else decision.scores, dtype=np.float64)
+        i_prev, i_best = decision.candidates.index(prev), decision.candidates.index(decision.model)
+        if ranking[i_prev] - ranking[i_best] > opts.switch_cost:
+            return decision  # the gain pays for the switch (and the lost prompt cache)
+        ranking[i_prev] = ranking.min() - 1e-12  # stay: the previous model ranks first, the rest follow
+        return replace(decision, model=prev, _ranking=ranking)
 
     def decide_batch(
         self, texts: Sequence[str], options: RoutingOptions | Mapping[str, Any] | None = None, *, sent: Sequence[str] | None = None

@@ -178,3 +178,24 @@ def test_honest_quality_floor_is_more_cautious_and_holds_on_held_out_prompts(fit
     assert realised[lam_honest] >= floor  # the floor holds on held-out prompts
     with pytest.raises(InvalidInputError, match="out of fold"):
         calibrate_cost_weight(router, quality_floor=0.999, honest=True)
+
+
+# -- sticky sessions ---------------------------------------------------------------------------
+def test_sticky_session_stays_on_the_previous_model_unless_the_gain_beats_the_switch_cost(router_copy, mmlu_small):
+    pool = CandidatePool(router_copy)
+    for name in router_copy.models_:
+        pool.add(name, object(), None, cost=0.001)
+    texts = mmlu_small["test"].texts
+    free = [pool.decide(t, {"cost_weight": 0.0}) for t in texts[:40]]
+    # two consecutive questions the router sends to different models
+    k = next(i for i in range(39) if free[i].model != free[i + 1].model)
+    first, second = free[k], free[k + 1]
+    opts = {"cost_weight": 0.0, "session": "thread-1"}
+    d1 = pool.decide(texts[k], {**opts, "switch_cost": 1.0})
+    pool.settle(d1, [{"model": d1.model, "ok": True}], {**opts, "switch_cost": 1.0})
+    stay = pool.decide(texts[k + 1], {**opts, "switch_cost": 1.0})
+    assert stay.model == first.model and stay.ranked[0] == first.model
+    assert pool.decide(texts[k + 1], {**opts, "switch_cost": 0.0}).model == second.model  # any gain switches
+    assert pool.decide(texts[k + 1], {"cost_weight": 0.0, "session": "other", "switch_cost": 1.0}).model == second.model
+    with pytest.raises(InvalidInputError, match="switch_cost"):
+        pool.decide(texts[0], {"switch_cost": -1})
