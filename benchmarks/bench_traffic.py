@@ -345,7 +345,66 @@ def floor_section(d: dict[str, Any], seed: int) -> tuple[str, dict[str, Any]]:
     return md, {"floor": raw}
 
 
-SECTIONS = {"budget": budget_section, "routing_text": routing_text_section, "price": price_section, "floor": floor_section}
+def sticky_section(d: dict[str, Any], seed: int) -> tuple[str, dict[str, Any]]:
+    """Conversations of 4 user turns (a question, two follow-ups, a new question), routed per turn
+    through ``CandidatePool`` with ``session`` + ``switch_cost``; the provider's prompt cache is
+    modelled as cached input tokens billed at 50% (OpenAI's discount) when a turn goes to the same
+    model as the previous one."""
+    from unirouter.integration import CandidatePool
+    from unirouter.pricing import count_tokens
+    from unirouter.routing_text import routing_text
+
+    router = _router(d, "kmeans", seed)
+    test, mix = d["test"], d["test_streams"]["same mix"]
+    names = router.models_
+    cols = test.model_index(names)
+    price_in = {m["model"]: float(m["price_in_usd_per_mtok"]) for m in test.models}
+    rng = np.random.default_rng(seed + 5)
+    rows = rng.permutation(mix)
+    n_conv = N_CASES
+    answer = "Let's think step by step. " * 60 + "The answer is (B)."  # a chain-of-thought-sized reply
+    rows_md, raw = [], []
+    for switch_cost in (None, 0.01, 0.03, 0.1):
+        pool = CandidatePool(router)
+        for n in names:
+            pool.add(n, object(), None, cost=float(router.get_profile(n).cost_per_query))
+        switches = acc = cost_in = 0.0
+        turns_total = 0
+        for c in range(n_conv):
+            q, q2 = int(rows[c]), int(rows[-1 - c])
+            user_turns = [(test.texts[q], q), (FOLLOW_UPS[c % len(FOLLOW_UPS)], q), (FOLLOW_UPS[(c + 3) % len(FOLLOW_UPS)], q), (test.texts[q2], q2)]
+            convo: list[tuple[str, str]] = []
+            prev = None
+            opts = {"cost_weight": 0.0, "session": f"s{c}", **({"switch_cost": switch_cost} if switch_cost is not None else {})}
+            for text, about in user_turns:
+                prefix_tokens = sum(count_tokens(t) for _, t in convo)
+                convo.append(("user", text))
+                dec = pool.decide(routing_text(convo), opts)
+                pool.settle(dec, [{"model": dec.model, "ok": True}], opts)
+                m = dec.model
+                cached = prefix_tokens if m == prev else 0.0
+                cost_in += ((prefix_tokens - cached) + 0.5 * cached + count_tokens(text)) * price_in[m] / 1e6
+                switches += float(prev is not None and m != prev)
+                acc += float(test.correctness[about, cols[names.index(m)]])
+                turns_total += 1
+                prev = m
+                convo.append(("assistant", answer))
+        rec = {"switch_cost": switch_cost, "switches_per_conversation": switches / n_conv, "accuracy": acc / turns_total,
+               "input_cost_per_conversation": cost_in / n_conv}  # fmt: skip
+        raw.append(rec)
+        rows_md.append(["off" if switch_cost is None else f"{switch_cost}", f"{rec['switches_per_conversation']:.2f}", f"{rec['accuracy']:.3f}", f"${rec['input_cost_per_conversation']:.5f}"])
+        print(rows_md[-1], flush=True)
+    md = (
+        f"{n_conv} conversations of 4 user turns (held-out question, two follow-ups, a new question), routed at lambda=0 "
+        "with `routing_input=\"contextual\"`; answers are ~1,500 characters. Input cost counts the conversation re-sent at "
+        "every turn, with the cached prefix at 50% when the turn stays on the previous model. Accuracy = recorded "
+        "correctness of the chosen model on the question each turn is about.\n\n"
+        + table(["switch_cost", "switches / conversation", "accuracy", "input $ / conversation"], rows_md)
+    )
+    return md, {"sticky": raw}
+
+
+SECTIONS = {"budget": budget_section, "routing_text": routing_text_section, "price": price_section, "floor": floor_section, "sticky": sticky_section}
 
 
 def main() -> None:
