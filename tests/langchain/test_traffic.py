@@ -66,3 +66,15 @@ def test_quality_floor_and_paced_budget_per_call_through_configurable(chat, lc_r
     assert spent[-1]["budget"]["mean_spend"] == pytest.approx(sum(s["realised_cost"] for s in spent) / 4)
     with pytest.raises(InvalidInputError, match="at most one routing target"):
         chat.invoke(q, config={"configurable": {"unirouter": {"budget": budget, "quality_floor": 0.4}}})
+
+
+def test_langgraph_thread_id_is_a_sticky_session(chat, questions):
+    opts = {"cost_weight": 0.0}
+    free = [chat.pool.decide(q, opts).model for q in questions[:40]]
+    k = next(i for i in range(39) if free[i] != free[i + 1])
+    config = {"configurable": {"thread_id": "t-1", "unirouter": {"cost_weight": 0.0, "switch_cost": 1.0}}}
+    first = chat.invoke(questions[k], config=config).response_metadata["unirouter"]
+    second = chat.invoke(questions[k + 1], config=config).response_metadata["unirouter"]
+    assert first["model"] == free[k] and second["model"] == free[k]  # stayed on the thread's model
+    other = chat.invoke(questions[k + 1], config={"configurable": {"thread_id": "t-2", "unirouter": {"cost_weight": 0.0, "switch_cost": 1.0}}})
+    assert other.response_metadata["unirouter"]["model"] == free[k + 1]
