@@ -28,6 +28,7 @@ from langchain_core.messages import (
 from langchain_core.prompt_values import PromptValue
 from unirouter import InvalidInputError
 from unirouter.integration import CONFIG_KEYS, CandidatePool, RoutingOptions
+from unirouter.integration.routing_text import routing_text as _core_routing_text
 
 __all__ = [
     "CONFIG_NAMESPACE",
@@ -55,7 +56,8 @@ SECONDS_KEY = "__unirouter_seconds"
 CONFIG_NAMESPACE = "unirouter"
 """``config["configurable"]["unirouter"]`` holds per-call routing options (flat keys: ``unirouter_<option>``)."""
 
-RoutingInput = Literal["last_user", "conversation"] | Callable[[list[BaseMessage]], str]
+RoutingInput = Literal["contextual", "last_user", "user_turns", "conversation"] | Callable[[list[BaseMessage]], str]
+_ROLES = {"human": "user", "ai": "assistant", "system": "system", "tool": "tool", "function": "tool"}
 
 
 # -- inputs ------------------------------------------------------------------------------------
@@ -78,14 +80,16 @@ def _text(message: BaseMessage) -> str:
     return message.text.strip()
 
 
-def routing_text(messages: Sequence[BaseMessage], how: RoutingInput = "last_user") -> str:
-    """The text the router embeds for a conversation.
+def routing_text(messages: Sequence[BaseMessage], how: RoutingInput = "contextual") -> str:
+    """The text the router embeds for a conversation (chosen by :func:`unirouter.integration.routing_text.routing_text`).
 
     Args:
         messages: The conversation.
-        how: ``"last_user"`` (default): the latest user message that has text; ``"conversation"``:
-            every message with text, one ``role: text`` line each; or a callable
-            ``(messages) -> str``.
+        how: ``"contextual"`` (default): the latest user message (a RAG template reduced to its
+            query), with the earlier user turns before it when it is a short follow-up;
+            ``"last_user"``: the latest user message that has text; ``"user_turns"``: every user
+            message; ``"conversation"``: every message with text, one ``role: text`` line each; or
+            a callable ``(messages) -> str``.
 
     Raises:
         InvalidInputError: The input holds no text to route on.
@@ -96,24 +100,21 @@ def routing_text(messages: Sequence[BaseMessage], how: RoutingInput = "last_user
             msg = f"the routing_input callable must return a non-empty string. Got {text!r}."
             raise InvalidInputError(msg)
         return text
-    if how == "last_user":
-        for message in reversed(messages):
-            if message.type == "human" and (text := _text(message)):
-                return text
-    elif how == "conversation":
-        lines = [f"{m.type}: {t}" for m in messages if (t := _text(m))]
-        if lines:
-            return "\n".join(lines)
-    else:
-        msg = f"routing_input must be 'last_user', 'conversation' or a callable. Got {how!r}."
-        raise InvalidInputError(msg)
-    kinds = [m.type for m in messages]
-    where = "user message" if how == "last_user" else "message"
-    msg = (
-        f"no text to route on: the input has no {where} with text content (message types: {kinds}). "
-        "Add a text part, or set routing_input='conversation' or a callable."
-    )
-    raise InvalidInputError(msg)
+    # "conversation" keeps LangChain's own role names (human/ai/tool) in its "role: text" lines
+    roles = (lambda t: t) if how == "conversation" else (lambda t: _ROLES.get(t, t))
+    return _core_routing_text([(roles(m.type), _text(m)) for m in messages], how)
+
+
+def sent_text(messages: Sequence[BaseMessage]) -> str:
+    """Every text part of the messages sent, for pricing the input tokens of the call."""
+    return "\n".join(t for m in messages if (t := _text(m)))
+
+
+def result_usage(output: Any) -> tuple[dict[str, int] | None, str | None]:
+    """``(usage, text)`` of a model's answer, for the realised cost of the call."""
+    if isinstance(output, BaseMessage):
+        return usage_of(output), output.text
+    return None, None
 
 
 def call_options(configurable: Mapping[str, Any] | None, override: Any = None) -> dict[str, Any]:
@@ -141,6 +142,8 @@ def call_options(configurable: Mapping[str, Any] | None, override: Any = None) -
                 msg = f"unknown configurable key {key!r}; valid keys: {[prefix + k for k in CONFIG_KEYS]}."
                 raise InvalidInputError(msg)
             out[name] = value
+    if "thread_id" in configurable and "session" not in out:  # a LangGraph thread is a session (sticky routing)
+        out["session"] = str(configurable["thread_id"])
     if override is not None:
         if isinstance(override, RoutingOptions):
             override = override.model_dump(exclude_unset=True)
@@ -165,25 +168,26 @@ def decide_ahead(
     ``batch(..., return_exceptions=True)`` reports it for that input only. ``needs(input)`` names
     the capabilities an input requires (only capable candidates are ranked for it).
     """
-    groups: dict[str, list[tuple[int, str]]] = {}
+    groups: dict[str, list[tuple[int, str, str]]] = {}
     options: dict[str, RoutingOptions] = {}
     for i, (value, config) in enumerate(zip(inputs, configs)):
         try:
             opts = pool.resolve(call_options(config.get("configurable"), override))
+            messages = to_messages(value)
             if needs is not None:
                 opts = restrict(pool, opts, needs(value), capabilities)
-            text = routing_text(to_messages(value), routing_input)
+            text = routing_text(messages, routing_input)
         except Exception:  # noqa: BLE001, S112 - re-raised by this input's own call
             continue
         key = opts.model_dump_json()
         options[key] = opts
-        groups.setdefault(key, []).append((i, text))
+        groups.setdefault(key, []).append((i, text, sent_text(messages)))
     out = list(configs)
     for key, items in groups.items():
         started = time.perf_counter()
-        decisions = pool.decide_batch([text for _, text in items], options[key])
+        decisions = pool.decide_batch([t for _, t, _ in items], options[key], sent=[s for _, _, s in items])
         share = (time.perf_counter() - started) / len(items)
-        for (i, _), decision in zip(items, decisions):
+        for (i, _, _), decision in zip(items, decisions):
             extra = {DECISION_KEY: decision, SECONDS_KEY: share}
             out[i] = {**out[i], "configurable": {**(out[i].get("configurable") or {}), **extra}}
     return out
@@ -298,8 +302,9 @@ def child_callbacks(parent: Any, tag: str | None = None, *, is_async: bool = Fal
 # -- reporting ---------------------------------------------------------------------------------
 def decision_record(decision: Any, attempts: list[dict[str, Any]], *, usage: dict[str, int] | None = None) -> dict[str, Any]:
     """The JSON-ready record stored in ``response_metadata["unirouter"]`` and sent as the event."""
-    answered = next((a["model"] for a in attempts if a.get("ok")), None)
-    record = {**decision.to_dict(), "answered_by": answered, "attempts": attempts}
+    ok = next((a for a in attempts if a.get("ok")), {})
+    record = {**decision.to_dict(), "answered_by": ok.get("model"), "attempts": attempts}
+    record.update(getattr(attempts, "settled", None) or {})  # realised cost and budget state (issue 17)
     if usage is not None:
         record["usage"] = usage
     return record

@@ -46,10 +46,12 @@ from unirouter_langchain._adapters import (
     finish_result,
     has_images,
     restrict,
+    result_usage,
     routing_text,
     run_generate,
     run_metadata,
     run_stream,
+    sent_text,
     to_messages,
 )
 from unirouter_langchain.runnable import UniRouteRunnable
@@ -99,7 +101,9 @@ class UniRouteChatModel(PoolMethods, BaseChatModel):
         response_cache: A ``unirouter.ResponseCache`` (or path) for profiling answers.
         options: Default routing options (``cost_weight``, ``budget``, ``force_model``,
             ``allowed_models``, ``excluded_models``, ``max_fallbacks``).
-        routing_input: ``"last_user"`` (default), ``"conversation"`` or ``(messages) -> str``.
+        routing_input: ``"contextual"`` (default: the user's latest request, a RAG template reduced
+            to its query, a short follow-up with the question it follows), ``"last_user"``,
+            ``"user_turns"``, ``"conversation"`` or ``(messages) -> str``.
         profile_kwargs: Passed to the core profiler.
         pool: An existing ``unirouter.integration.CandidatePool`` instead of the arguments above.
 
@@ -156,7 +160,7 @@ class UniRouteChatModel(PoolMethods, BaseChatModel):
 
     pool: CandidatePool = Field(exclude=True)
     """The candidates, the router and the default options."""
-    routing_input: RoutingInput = "last_user"
+    routing_input: RoutingInput = "contextual"
     """What the router embeds: ``"last_user"``, ``"conversation"`` or ``(messages) -> str``."""
     temperature: float | None = None
     """Passed to the chosen model as a call argument when set (else each model's own setting)."""
@@ -261,14 +265,14 @@ class UniRouteChatModel(PoolMethods, BaseChatModel):
     def _decide(self, input: Any, state: _CallState, kwargs: Mapping[str, Any]) -> Any:
         messages = to_messages(input)
         started = time.perf_counter()
-        decision = self.pool.decide(self._text(messages), self._resolve(state, kwargs, messages))
+        decision = self.pool.decide(self._text(messages), self._resolve(state, kwargs, messages), sent=sent_text(messages))
         state.seconds = time.perf_counter() - started
         return decision
 
     async def _adecide(self, input: Any, state: _CallState, kwargs: Mapping[str, Any]) -> Any:
         messages = to_messages(input)
         started = time.perf_counter()
-        decision = await self.pool.adecide(self._text(messages), self._resolve(state, kwargs, messages))
+        decision = await self.pool.adecide(self._text(messages), self._resolve(state, kwargs, messages), sent=sent_text(messages))
         state.seconds = time.perf_counter() - started
         return decision
 
@@ -387,13 +391,13 @@ class UniRouteChatModel(PoolMethods, BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         state, options, call_kwargs, tools = self._begin(messages, stop, kwargs)
-        decision = state.decision or self.pool.decide(self._text(messages), options)
+        decision = state.decision or self.pool.decide(self._text(messages), options, sent=sent_text(messages))
 
         def call(name: str) -> ChatResult:
             model, kw = self._target(name, tools, call_kwargs)
             return run_generate(model, messages, kw)
 
-        result, attempts = self.pool.run_with_fallbacks(decision, options, call)
+        result, attempts = self.pool.run_with_fallbacks(decision, options, call, usage_of=_result_usage, sent=sent_text(messages))
         message = result.generations[0].message
         record = self._finish(state, decision, attempts, message)
         emit(record, {"callbacks": child_callbacks(run_manager or state.parent)})
@@ -407,13 +411,13 @@ class UniRouteChatModel(PoolMethods, BaseChatModel):
         **kwargs: Any,
     ) -> ChatResult:
         state, options, call_kwargs, tools = self._begin(messages, stop, kwargs)
-        decision = state.decision or await self.pool.adecide(self._text(messages), options)
+        decision = state.decision or await self.pool.adecide(self._text(messages), options, sent=sent_text(messages))
 
         async def call(name: str) -> ChatResult:
             model, kw = self._target(name, tools, call_kwargs)
             return await arun_generate(model, messages, kw)
 
-        result, attempts = await self.pool.arun_with_fallbacks(decision, options, call)
+        result, attempts = await self.pool.arun_with_fallbacks(decision, options, call, usage_of=_result_usage, sent=sent_text(messages))
         message = result.generations[0].message
         record = self._finish(state, decision, attempts, message)
         await aemit(record, {"callbacks": child_callbacks(run_manager or state.parent, is_async=True)})
@@ -428,7 +432,7 @@ class UniRouteChatModel(PoolMethods, BaseChatModel):
     ) -> Iterator[ChatGenerationChunk]:
         state, options, call_kwargs, tools = self._begin(messages, stop, kwargs)
         parent = run_manager or state.parent
-        decision = state.decision or self.pool.decide(self._text(messages), options)
+        decision = state.decision or self.pool.decide(self._text(messages), options, sent=sent_text(messages))
 
         def start(name: str) -> tuple[ChatGenerationChunk, Iterator[ChatGenerationChunk]]:
             model, kw = self._target(name, tools, call_kwargs)
@@ -438,7 +442,7 @@ class UniRouteChatModel(PoolMethods, BaseChatModel):
                 raise ValueError(_no_chunks(name))
             return first, chunks
 
-        (first, rest), attempts = self.pool.run_with_fallbacks(decision, options, start)
+        (first, rest), attempts = self.pool.run_with_fallbacks(decision, options, start, sent=sent_text(messages))
         previous = first
         usage = None
         for chunk in rest:
@@ -459,7 +463,7 @@ class UniRouteChatModel(PoolMethods, BaseChatModel):
     ) -> AsyncIterator[ChatGenerationChunk]:
         state, options, call_kwargs, tools = self._begin(messages, stop, kwargs)
         parent = run_manager or state.parent
-        decision = state.decision or await self.pool.adecide(self._text(messages), options)
+        decision = state.decision or await self.pool.adecide(self._text(messages), options, sent=sent_text(messages))
 
         async def start(name: str) -> tuple[ChatGenerationChunk, AsyncIterator[ChatGenerationChunk]]:
             model, kw = self._target(name, tools, call_kwargs)
@@ -469,7 +473,7 @@ class UniRouteChatModel(PoolMethods, BaseChatModel):
                 raise ValueError(_no_chunks(name))
             return first, chunks
 
-        (first, rest), attempts = await self.pool.arun_with_fallbacks(decision, options, start)
+        (first, rest), attempts = await self.pool.arun_with_fallbacks(decision, options, start, sent=sent_text(messages))
         previous = first
         usage = None
         async for chunk in rest:
@@ -542,3 +546,9 @@ def _last(chunk: ChatGenerationChunk, record: dict[str, Any]) -> ChatGenerationC
     message = chunk.message
     metadata = {**message.response_metadata, CONFIG_NAMESPACE: record}
     return ChatGenerationChunk(message=message.model_copy(update={"response_metadata": metadata}), generation_info=chunk.generation_info)
+
+
+def _result_usage(result: Any) -> tuple[Any, str | None]:
+    """``(usage, text)`` of the chosen model's ``ChatResult``, for the realised cost of the call."""
+    generations = getattr(result, "generations", None)
+    return result_usage(generations[0].message if generations else result)

@@ -33,8 +33,10 @@ from unirouter_langchain._adapters import (
     emit,
     has_images,
     restrict,
+    result_usage,
     routing_text,
     run_metadata,
+    sent_text,
     to_messages,
     with_record,
 )
@@ -89,8 +91,9 @@ class UniRouteRunnable(PoolMethods, RunnableSerializable[LanguageModelInput, Bas
         options: Default routing options (``unirouter.integration.RoutingOptions`` or a mapping):
             ``cost_weight``, ``budget``, ``force_model``, ``allowed_models``, ``excluded_models``,
             ``max_fallbacks``. Any of them can be overridden per call, see below.
-        routing_input: What is embedded: ``"last_user"`` (the latest user message with text),
-            ``"conversation"`` or a callable ``(messages) -> str``.
+        routing_input: What is embedded: ``"contextual"`` (default: the user's latest request, a
+            RAG template reduced to its query, a short follow-up with the question it follows),
+            ``"last_user"``, ``"user_turns"``, ``"conversation"`` or a callable ``(messages) -> str``.
         profile_kwargs: Passed to the core profiler (``max_concurrency``, ``timeout``,
             ``max_retries``, ``progress``, ...).
         pool: An existing ``unirouter.integration.CandidatePool`` instead of the arguments above.
@@ -126,7 +129,7 @@ class UniRouteRunnable(PoolMethods, RunnableSerializable[LanguageModelInput, Bas
 
     pool: CandidatePool = Field(exclude=True)
     """The candidates, the router and the default options."""
-    routing_input: RoutingInput = "last_user"
+    routing_input: RoutingInput = "contextual"
     """What the router embeds: ``"last_user"``, ``"conversation"`` or ``(messages) -> str``."""
     prepare: Callable[[BaseChatModel], Runnable] | None = Field(default=None, exclude=True)
     """Applied to the chosen model before the call (e.g. ``with_structured_output``)."""
@@ -185,12 +188,14 @@ class UniRouteRunnable(PoolMethods, RunnableSerializable[LanguageModelInput, Bas
         options = self._options(config, kwargs.pop("unirouter", None), input)
         decision = config.get("configurable", {}).get(DECISION_KEY)
         if decision is None:
-            decision = self.pool.decide(routing_text(to_messages(input), self.routing_input), options)
+            decision = self.pool.decide(routing_text(to_messages(input), self.routing_input), options, sent=sent_text(to_messages(input)))
 
         def call(name: str) -> Any:
             return self._target(name).invoke(input, self._child(config, run_manager, name), **kwargs)
 
-        output, attempts = self.pool.run_with_fallbacks(decision, options, call)
+        output, attempts = self.pool.run_with_fallbacks(
+            decision, options, call, usage_of=result_usage, sent=sent_text(to_messages(input))
+        )
         record = decision_record(decision, attempts)
         account(self.pool, decision, record, _usage(output), config.get("configurable", {}).get(SECONDS_KEY))
         emit(record, patch_config(config, callbacks=run_manager.get_child()))
@@ -202,12 +207,14 @@ class UniRouteRunnable(PoolMethods, RunnableSerializable[LanguageModelInput, Bas
         options = self._options(config, kwargs.pop("unirouter", None), input)
         decision = config.get("configurable", {}).get(DECISION_KEY)
         if decision is None:
-            decision = await self.pool.adecide(routing_text(to_messages(input), self.routing_input), options)
+            decision = await self.pool.adecide(routing_text(to_messages(input), self.routing_input), options, sent=sent_text(to_messages(input)))
 
         async def call(name: str) -> Any:
             return await self._target(name).ainvoke(input, self._child(config, run_manager, name), **kwargs)
 
-        output, attempts = await self.pool.arun_with_fallbacks(decision, options, call)
+        output, attempts = await self.pool.arun_with_fallbacks(
+            decision, options, call, usage_of=result_usage, sent=sent_text(to_messages(input))
+        )
         record = decision_record(decision, attempts)
         account(self.pool, decision, record, _usage(output), config.get("configurable", {}).get(SECONDS_KEY))
         await aemit(record, patch_config(config, callbacks=run_manager.get_child()))
@@ -229,7 +236,7 @@ class UniRouteRunnable(PoolMethods, RunnableSerializable[LanguageModelInput, Bas
         options = self._options(config, kwargs.pop("unirouter", None), input)
         decision = config.get("configurable", {}).get(DECISION_KEY)
         if decision is None:
-            decision = self.pool.decide(routing_text(to_messages(input), self.routing_input), options)
+            decision = self.pool.decide(routing_text(to_messages(input), self.routing_input), options, sent=sent_text(to_messages(input)))
 
         def start(name: str) -> tuple[Any, Iterator[Any]]:
             chunks = iter(self._target(name).stream(input, self._child(config, run_manager, name), **kwargs))
@@ -238,7 +245,7 @@ class UniRouteRunnable(PoolMethods, RunnableSerializable[LanguageModelInput, Bas
                 raise ValueError(_no_chunks(name))
             return first, chunks
 
-        (first, rest), attempts = self.pool.run_with_fallbacks(decision, options, start)
+        (first, rest), attempts = self.pool.run_with_fallbacks(decision, options, start, sent=sent_text(to_messages(input)))
         record = decision_record(decision, attempts)
         emit(record, patch_config(config, callbacks=run_manager.get_child()))
         previous, usage = first, _Tally()
@@ -256,7 +263,7 @@ class UniRouteRunnable(PoolMethods, RunnableSerializable[LanguageModelInput, Bas
         options = self._options(config, kwargs.pop("unirouter", None), input)
         decision = config.get("configurable", {}).get(DECISION_KEY)
         if decision is None:
-            decision = await self.pool.adecide(routing_text(to_messages(input), self.routing_input), options)
+            decision = await self.pool.adecide(routing_text(to_messages(input), self.routing_input), options, sent=sent_text(to_messages(input)))
 
         async def start(name: str) -> tuple[Any, AsyncIterator[Any]]:
             chunks = aiter(self._target(name).astream(input, self._child(config, run_manager, name), **kwargs))
@@ -265,7 +272,7 @@ class UniRouteRunnable(PoolMethods, RunnableSerializable[LanguageModelInput, Bas
                 raise ValueError(_no_chunks(name))
             return first, chunks
 
-        (first, rest), attempts = await self.pool.arun_with_fallbacks(decision, options, start)
+        (first, rest), attempts = await self.pool.arun_with_fallbacks(decision, options, start, sent=sent_text(to_messages(input)))
         record = decision_record(decision, attempts)
         await aemit(record, patch_config(config, callbacks=run_manager.get_child()))
         previous, usage = first, _Tally()

@@ -10,7 +10,8 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Mapping, Sequence
+from contextvars import ContextVar
 from typing import Any, Literal
 
 from llama_index.core.base.llms.types import (
@@ -23,6 +24,7 @@ from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.events import BaseEvent
 from llama_index.core.llms import LLM
 from unirouter import InvalidInputError
+from unirouter.integration.routing_text import routing_text as _core_routing_text
 
 __all__ = ["RoutingInput", "UniRouteDecisionEvent"]
 
@@ -64,18 +66,20 @@ def message_text(message: ChatMessage) -> str:
     return message.content or ""
 
 
-RoutingInput = Literal["last_user", "conversation"] | Callable[[list[ChatMessage]], str]
+RoutingInput = Literal["contextual", "last_user", "user_turns", "conversation"] | Callable[[list[ChatMessage]], str]
+_ROLES = {"user": "user", "assistant": "assistant", "system": "system", "developer": "system", "tool": "tool", "function": "tool"}
 
 
-def messages_to_text(messages: Sequence[ChatMessage], how: RoutingInput = "last_user") -> str:
-    """The text the router embeds for a conversation.
+def messages_to_text(messages: Sequence[ChatMessage], how: RoutingInput = "contextual") -> str:
+    """The text the router embeds for a conversation (chosen by :func:`unirouter.integration.routing_text.routing_text`).
 
     Args:
         messages: The conversation.
-        how: ``"last_user"`` (default): the latest user message with text, so system prompts, tool
-            calls and tool results do not move the decision and every step of an agent's loop over
-            one question goes to the same model; ``"conversation"``: every message with text, one
-            ``role: text`` line each; or a callable ``(messages) -> str``.
+        how: ``"contextual"`` (default): the latest user message (a RAG template reduced to its
+            query; inside a query engine, the engine's query itself), with the earlier user turns
+            before it when it is a short follow-up; ``"last_user"``: the latest user message with
+            text; ``"user_turns"``: every user message; ``"conversation"``: every message with text,
+            one ``role: text`` line each; or a callable ``(messages) -> str``.
 
     Raises:
         InvalidInputError: The messages hold no text to route on.
@@ -83,25 +87,53 @@ def messages_to_text(messages: Sequence[ChatMessage], how: RoutingInput = "last_
     messages = list(messages)
     if callable(how):
         return require_text(how(messages), "the routing_input callable's result")
-    if how == "last_user":
-        for m in reversed(messages):
-            if m.role == MessageRole.USER and message_text(m).strip():
-                return message_text(m)
-    elif how == "conversation":
-        lines = [f"{m.role.value}: {t}" for m in messages if (t := message_text(m)).strip()]
-        if lines:
-            return "\n".join(lines)
-    else:
-        msg = f"routing_input must be 'last_user', 'conversation' or a callable. Got {how!r}."
-        raise InvalidInputError(msg)
-    roles = [m.role.value for m in messages]
-    where = "user message" if how == "last_user" else "message"
-    msg = f"the input has no text to route on: no {where} with text content (roles: {roles})."
-    raise InvalidInputError(msg)
+    if how == "contextual":
+        query = query_for(*(message_text(m) for m in messages if m.role == MessageRole.USER))
+        if query is not None:
+            return query
+    turns = [(_ROLES.get(m.role.value, m.role.value), message_text(m)) for m in messages]
+    return _core_routing_text(turns, how)
+
+
+def sent_text(messages: Sequence[ChatMessage]) -> str:
+    """Every text block of the messages sent, for pricing the input tokens of the call."""
+    return "\n".join(t for m in messages if (t := message_text(m)))
+
+
+# -- the query of a query engine ---------------------------------------------------------------
+# LLM.predict/stream format a prompt template (e.g. the text-QA template with the retrieved context)
+# and then call chat/complete with the formatted text. UniRouteLLM's _get_prompt/_get_messages
+# remember, per context, which formatted text carried which ``query_str``, so the call that follows
+# is routed on the query rather than the template.
+_QUERIES: ContextVar[tuple[tuple[str, str], ...]] = ContextVar("unirouter_llamaindex_queries", default=())
+
+
+def remember_query(formatted: str, template: Any, prompt_args: Mapping[str, Any]) -> None:
+    """Remember the ``query_str`` a template was formatted with (the last few, per context)."""
+    query = prompt_args.get("query_str") or (getattr(template, "kwargs", None) or {}).get("query_str")
+    if isinstance(query, str) and query.strip() and isinstance(formatted, str):
+        _QUERIES.set((*_QUERIES.get()[-7:], (formatted, query)))
+
+
+def query_for(*texts: str) -> str | None:
+    """The remembered query of a formatted text among ``texts`` (the latest match), if any."""
+    for formatted, query in reversed(_QUERIES.get()):
+        if formatted in texts:
+            return query
+    return None
+
+
+def response_usage(response: Any) -> tuple[Any, str | None]:
+    """``(usage, text)`` of a chat or completion response, for the realised cost of the call."""
+    if isinstance(response, ChatResponse):
+        return usage_of(response), response.message.content
+    if isinstance(response, CompletionResponse):
+        return usage_of(response), response.text
+    return None, None
 
 
 def tools_routing_text(
-    user_msg: str | ChatMessage | None, chat_history: Sequence[ChatMessage] | None, how: RoutingInput = "last_user"
+    user_msg: str | ChatMessage | None, chat_history: Sequence[ChatMessage] | None, how: RoutingInput = "contextual"
 ) -> str:
     """The routing text of a tool call: the history plus the new user message."""
     messages = list(chat_history or [])
@@ -177,8 +209,10 @@ def account(pool: Any, decision: Any, record: dict[str, Any], result: Any, secon
 # -- results -----------------------------------------------------------------------------------
 def decision_record(decision: Any, attempts: list[dict[str, Any]]) -> dict[str, Any]:
     """What goes in ``additional_kwargs["unirouter"]``: the decision, who answered, and the attempts."""
-    answered = next((a["model"] for a in attempts if a.get("ok")), None)
-    return {**decision.to_dict(), "answered_by": answered, "attempts": attempts}
+    ok = next((a for a in attempts if a.get("ok")), {})
+    record = {**decision.to_dict(), "answered_by": ok.get("model"), "attempts": attempts}
+    record.update(getattr(attempts, "settled", None) or {})  # realised cost and budget state (issue 17)
+    return record
 
 
 def _tag_one(response: Any, info: dict[str, Any]) -> Any:

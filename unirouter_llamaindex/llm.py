@@ -71,8 +71,10 @@ class UniRouteLLM(LLM):
             ``unirouter={...}``; per-call values win and never reach the model.
         profile_kwargs: More profiler options (``max_concurrency``, ``timeout``, ``progress``, ...).
         pool: A ready :class:`unirouter.integration.CandidatePool` instead of the arguments above.
-        routing_input: What the router embeds for a chat: ``"last_user"`` (default), ``"conversation"``
-            or a callable ``(messages) -> str``. ``complete`` routes on its prompt.
+        routing_input: What the router embeds: ``"contextual"`` (default: the user's request; in a
+            query engine its query, not the template with the retrieved context; a short follow-up
+            with the question it follows), ``"last_user"``, ``"user_turns"``, ``"conversation"`` or
+            a callable ``(messages) -> str``. ``complete`` routes on its prompt (or the engine's query).
 
     Examples:
         ```python
@@ -99,7 +101,7 @@ class UniRouteLLM(LLM):
     """
 
     routing_input: ad.RoutingInput = Field(
-        default="last_user", exclude=True, description="What the router embeds for a chat (see the class docs)."
+        default="contextual", exclude=True, description="What the router embeds for a chat (see the class docs)."
     )
     _pool: CandidatePool = PrivateAttr()
 
@@ -354,25 +356,36 @@ class UniRouteLLM(LLM):
             raise InvalidInputError(msg)
         return opts.merged({"allowed_models": fc})
 
-    def _call(self, source: str, text: str, fn: Callable[[LLM, dict[str, Any]], Any], kwargs: dict[str, Any], *, tools: bool = False) -> Any:
-        """Route ``text``, run ``fn(model, kwargs)`` on the chosen model (falling back), tag the result."""
+    def _call(
+        self, source: str, text: str, fn: Callable[[LLM, dict[str, Any]], Any], kwargs: dict[str, Any], *, tools: bool = False, sent: str | None = None
+    ) -> Any:
+        """Route ``text``, run ``fn(model, kwargs)`` on the chosen model (falling back), tag the result.
+
+        ``sent`` is the whole prompt the model receives (priced for its input tokens; default ``text``).
+        """
         opts, kwargs = self._options(kwargs, tools)
         started = time.perf_counter()
-        decision = self._pool.decide(ad.require_text(text, f"UniRouteLLM.{source}"), opts)
+        decision = self._pool.decide(ad.require_text(text, f"UniRouteLLM.{source}"), opts, sent=sent)
         seconds = time.perf_counter() - started
-        result, attempts = self._pool.run_with_fallbacks(decision, opts, lambda n: fn(self._pool.get(n).model, kwargs))
+        result, attempts = self._pool.run_with_fallbacks(
+            decision, opts, lambda n: fn(self._pool.get(n).model, kwargs), usage_of=ad.response_usage, sent=sent or text
+        )
         record = ad.decision_record(decision, attempts)
         ad.account(self._pool, decision, record, result, seconds)
         ad.emit(f"llm.{source}", record)
         return ad.tag(result, record)
 
-    async def _acall(self, source: str, text: str, afn: Callable[[LLM, dict[str, Any]], Any], kwargs: dict[str, Any], *, tools: bool = False) -> Any:
+    async def _acall(
+        self, source: str, text: str, afn: Callable[[LLM, dict[str, Any]], Any], kwargs: dict[str, Any], *, tools: bool = False, sent: str | None = None
+    ) -> Any:
         """Async :meth:`_call`: the embedding runs in a worker thread, ``afn`` is awaited."""
         opts, kwargs = self._options(kwargs, tools)
         started = time.perf_counter()
-        decision = await self._pool.adecide(ad.require_text(text, f"UniRouteLLM.{source}"), opts)
+        decision = await self._pool.adecide(ad.require_text(text, f"UniRouteLLM.{source}"), opts, sent=sent)
         seconds = time.perf_counter() - started
-        result, attempts = await self._pool.arun_with_fallbacks(decision, opts, lambda n: afn(self._pool.get(n).model, kwargs))
+        result, attempts = await self._pool.arun_with_fallbacks(
+            decision, opts, lambda n: afn(self._pool.get(n).model, kwargs), usage_of=ad.response_usage, sent=sent or text
+        )
         record = ad.decision_record(decision, attempts)
         ad.account(self._pool, decision, record, result, seconds)
         ad.emit(f"llm.{source}", record)
@@ -380,6 +393,27 @@ class UniRouteLLM(LLM):
 
     def _text(self, messages: Sequence[ChatMessage]) -> str:
         return ad.messages_to_text(messages, self.routing_input)
+
+    def _prompt_text(self, prompt: str) -> str:
+        """The routing text of a completion prompt: a query engine's query when this prompt was
+        formatted from its template (``routing_input="contextual"``), else the prompt."""
+        if self.routing_input == "contextual":
+            return ad.query_for(prompt) or prompt
+        return prompt
+
+    # LLM.predict/stream/apredict/astream format a template, then call chat/complete: remember the
+    # query the template was formatted with, so that call routes on the query (see _adapters).
+    def _get_prompt(self, prompt: Any, **prompt_args: Any) -> str:
+        formatted = super()._get_prompt(prompt, **prompt_args)
+        ad.remember_query(formatted, prompt, prompt_args)
+        return formatted
+
+    def _get_messages(self, prompt: Any, **prompt_args: Any) -> list[ChatMessage]:
+        messages = super()._get_messages(prompt, **prompt_args)
+        for m in messages:
+            if m.role.value == "user":
+                ad.remember_query(ad.message_text(m), prompt, prompt_args)
+        return messages
 
     def route(self, text: str, **options: Any) -> Any:
         """The :class:`~unirouter.RoutingDecision` for a text, without calling any model."""
@@ -389,48 +423,48 @@ class UniRouteLLM(LLM):
     @llm_chat_callback()
     def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         """Route the conversation and return the chosen LLM's ``chat`` answer (decision in ``additional_kwargs``)."""
-        return self._call("chat", self._text(messages), lambda m, kw: m.chat(messages, **kw), kwargs)
+        return self._call("chat", self._text(messages), lambda m, kw: m.chat(messages, **kw), kwargs, sent=ad.sent_text(messages))
 
     @llm_chat_callback()
     async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         """Async :meth:`chat` (the embedding runs in a worker thread)."""
-        return await self._acall("achat", self._text(messages), lambda m, kw: m.achat(messages, **kw), kwargs)
+        return await self._acall("achat", self._text(messages), lambda m, kw: m.achat(messages, **kw), kwargs, sent=ad.sent_text(messages))
 
     @llm_chat_callback()
     def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
         """Route, then stream the chosen LLM's chat (primed: a failure before the first chunk falls back)."""
         fn = lambda m, kw: ad.prime(m.stream_chat(messages, **kw))  # noqa: E731
-        return self._call("stream_chat", self._text(messages), fn, kwargs)
+        return self._call("stream_chat", self._text(messages), fn, kwargs, sent=ad.sent_text(messages))
 
     @llm_chat_callback()
     async def astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
         """Async :meth:`stream_chat`."""
         fn = lambda m, kw: ad.aprime(m.astream_chat(messages, **kw))  # noqa: E731
-        return await self._acall("astream_chat", self._text(messages), fn, kwargs)
+        return await self._acall("astream_chat", self._text(messages), fn, kwargs, sent=ad.sent_text(messages))
 
     @llm_completion_callback()
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
         """Route the prompt and return the chosen LLM's completion."""
         fn = lambda m, kw: m.complete(prompt, formatted=formatted, **kw)  # noqa: E731
-        return self._call("complete", prompt, fn, kwargs)
+        return self._call("complete", self._prompt_text(prompt), fn, kwargs, sent=prompt)
 
     @llm_completion_callback()
     async def acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
         """Async :meth:`complete`."""
         fn = lambda m, kw: m.acomplete(prompt, formatted=formatted, **kw)  # noqa: E731
-        return await self._acall("acomplete", prompt, fn, kwargs)
+        return await self._acall("acomplete", self._prompt_text(prompt), fn, kwargs, sent=prompt)
 
     @llm_completion_callback()
     def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
         """Route, then stream the chosen LLM's completion (primed, so it can fall back)."""
         fn = lambda m, kw: ad.prime(m.stream_complete(prompt, formatted=formatted, **kw))  # noqa: E731
-        return self._call("stream_complete", prompt, fn, kwargs)
+        return self._call("stream_complete", self._prompt_text(prompt), fn, kwargs, sent=prompt)
 
     @llm_completion_callback()
     async def astream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseAsyncGen:
         """Async :meth:`stream_complete`."""
         fn = lambda m, kw: ad.aprime(m.astream_complete(prompt, formatted=formatted, **kw))  # noqa: E731
-        return await self._acall("astream_complete", prompt, fn, kwargs)
+        return await self._acall("astream_complete", self._prompt_text(prompt), fn, kwargs, sent=prompt)
 
     # -- function calling: route among the function-calling candidates, delegate the whole call --
     def chat_with_tools(

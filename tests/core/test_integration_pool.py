@@ -173,7 +173,7 @@ def test_budget_option_calibrates_on_validation_prompts(pool, text, mmlu_embeddi
     )
     assert d.cost_weight == lam > 0
     assert pool._budget_lams == {
-        (budget, CANDIDATES): lam
+        ("budget", budget, CANDIDATES): lam
     }  # cached per budget and candidate set
     chosen = [
         dd.chosen_expected_cost
@@ -207,6 +207,7 @@ def test_run_with_fallbacks_walks_the_ranking(pool, text):
         "error": f"ConnectionError: {d.ranked[0]} is down",
     }
     assert attempts[1] == {"model": d.ranked[1], "ok": True}
+    assert attempts.settled["realised_cost"] >= 0  # the answering model's cost (issue 17)
     assert models[d.ranked[2]].calls == []
 
 

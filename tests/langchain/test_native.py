@@ -173,7 +173,7 @@ def test_savings_ledger_books_every_call(lc_router, recorded, questions, tmp_pat
     for out in outs:
         entry = out.response_metadata["unirouter"]["savings"]
         assert entry["realised_from_usage"] and entry["baseline"] == ledger.baseline
-    decisions = [lc_router.route(q, models=list(MODELS)) for q in questions[:6]]
+    decisions = [chat.pool.decide(q, sent=q) for q in questions[:6]]  # priced for the prompt sent (issue 17)
     summary = ledger.summary()
     base = sum(float(d.expected_cost[d.candidates.index(ledger.baseline)]) for d in decisions)
     assert summary.n_calls == 6 and summary.baseline_cost == pytest.approx(base)

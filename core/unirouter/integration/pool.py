@@ -6,8 +6,11 @@ everything else to :class:`CandidatePool`:
 * the named candidate models, their costs, and profiling on add (through the core profiler);
 * per-call routing options (:class:`RoutingOptions`: cost weight, budget, forced / allowed / excluded
   models, fallbacks), validated with typed errors;
-* the decision for a text (sync, async, batched), and the walk down ``decision.ranked`` when the
-  chosen model raises (bounded, recorded);
+* the decision for a text (sync, async, batched), priced for the prompt actually sent
+  (:class:`unirouter.profiling.pricing.CallPricer`), and the walk down ``decision.ranked`` when the chosen
+  model raises (bounded, recorded);
+* the realised cost of each call (:meth:`CandidatePool.settle`), which keeps a budget on the traffic
+  actually sent (:class:`unirouter.routers.pacing.BudgetPacer`);
 * save/load of the router and the candidate table, so reloading never re-profiles.
 
 Nothing here imports LangChain or LlamaIndex.
@@ -20,7 +23,8 @@ import contextvars
 import json
 import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -43,13 +47,19 @@ T = TypeVar("T")
 CONFIG_KEYS = (
     "cost_weight",
     "budget",
+    "budget_pacing",
+    "quality_floor",
+    "max_top_share",
     "force_model",
     "allowed_models",
     "excluded_models",
     "max_fallbacks",
     "is_failed_answer",
     "call_timeout",
+    "session",
+    "switch_cost",
 )
+_TARGETS = ("budget", "quality_floor", "max_top_share")
 _CANDIDATES = "candidates.json"
 
 
@@ -61,8 +71,18 @@ class RoutingOptions(BaseModel):
     cost_weight : float >= 0 or None
         lambda; None = the router's own ``cost_weight``.
     budget : float > 0 or None
-        Target mean cost per query; turned into a cost weight by calibration on the router's
+        Target mean cost per call; turned into a cost weight by calibration on the router's
         validation prompts (cached per budget). Wins over ``cost_weight``.
+    budget_pacing : bool, default True
+        Keep the budget on the traffic actually sent: start from the calibrated cost weight and
+        adapt it after every call from the realised cost (:class:`unirouter.routers.pacing.BudgetPacer`,
+        one per budget and candidate set). False = the calibrated weight, which holds the budget
+        only on traffic like the validation prompts.
+    quality_floor : float in [0, 1] or None
+        Minimum mean quality; the cheapest routing whose quality, measured out of fold on the
+        validation prompts (:func:`unirouter.calibrate_cost_weight` with ``honest=True``), meets it.
+    max_top_share : float in [0, 1] or None
+        Maximum share of calls to the most expensive candidate (calibrated on the validation prompts).
     force_model : str or None
         Always use this model (no fallback).
     allowed_models, excluded_models : list of str or None
@@ -76,18 +96,30 @@ class RoutingOptions(BaseModel):
         Seconds one model call may take before it counts as failed (``TimeoutError``) and the next
         model is tried. Async calls are cancelled (and abandoned if they ignore it); a sync call
         runs in a worker thread that is abandoned on timeout (Python cannot stop a thread).
+    session : str or None
+        A conversation or thread id (the LangChain plugin uses LangGraph's ``thread_id``). With
+        ``switch_cost``, calls of one session stay on the model that answered the previous call.
+    switch_cost : float >= 0 or None
+        Sticky sessions: leave the session's previous model only when the chosen model's score
+        (``predicted_error + cost_weight * expected_cost``) beats it by more than this, e.g. 0.02 =
+        two points of predicted error. Staying keeps the provider's prompt cache of the conversation.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     cost_weight: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     budget: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    budget_pacing: bool = True
+    quality_floor: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)
+    max_top_share: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)
     force_model: str | None = None
     allowed_models: tuple[str, ...] | None = None
     excluded_models: tuple[str, ...] | None = None
     max_fallbacks: int = Field(default=2, ge=0)
     is_failed_answer: Callable[[str], bool] | None = Field(default=None, exclude=True)
     call_timeout: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    session: str | None = None
+    switch_cost: float | None = Field(default=None, ge=0, allow_inf_nan=False)
 
     @classmethod
     def parse(cls, value: RoutingOptions | Mapping[str, Any] | None) -> RoutingOptions:
@@ -125,6 +157,17 @@ class RoutingOptions(BaseModel):
             return self
         other = RoutingOptions.parse(override)
         return self.model_copy(update={k: getattr(other, k) for k in other.model_fields_set})
+
+
+class Attempts(list):
+    """The attempts record of a call (a list of ``{"model", "ok", "error"?}``) and, in ``settled``,
+    what :meth:`CandidatePool.settle` reported for the successful one (realised cost, budget)."""
+
+    settled: dict[str, Any]
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.settled = {}
 
 
 @dataclass(frozen=True)
@@ -278,7 +321,10 @@ class CandidatePool:
         # Replaced, never mutated, under the lock: a reader holding it has one consistent snapshot.
         self._candidates: dict[str, Candidate] = {}
         self._lock = threading.RLock()
-        self._budget_lams: dict[tuple[float, tuple[str, ...]], float] = {}
+        self._budget_lams: dict[tuple[str, float, tuple[str, ...]], float] = {}
+        self._pacers: dict[tuple[float, tuple[str, ...]], Any] = {}
+        self._pricer: Any = None
+        self._sessions: OrderedDict[str, str] = OrderedDict()  # session -> model that answered last
         self.savings: Any = None
         """A ``unirouter.integration.savings.SavingsLedger`` the plugins book every call in (None: no booking)."""
 
@@ -345,6 +391,8 @@ class CandidatePool:
         with self._lock:
             self._candidates = {**self._candidates, name: Candidate(name, model, call, cost)}
             self._budget_lams.clear()
+            self._pacers.clear()
+            self._pricer = None
         return profile
 
     async def aadd(self, name: str, model: Any, call: Any, *, cost: Any, replace: bool = False) -> ModelProfile:
@@ -357,6 +405,8 @@ class CandidatePool:
         with self._lock:
             self._candidates = {**self._candidates, name: Candidate(name, model, call, cost)}
             self._budget_lams.clear()
+            self._pacers.clear()
+            self._pricer = None
         return profile
 
     def remove(self, name: str) -> None:
@@ -367,6 +417,8 @@ class CandidatePool:
                 raise UnknownModelError(msg, model=name)
             self._candidates = {n: c for n, c in self._candidates.items() if n != name}
             self._budget_lams.clear()
+            self._pacers.clear()
+            self._pricer = None
             try:
                 self.router.remove_model(name)
             except UnknownModelError:  # removed from the router directly meanwhile
@@ -399,45 +451,216 @@ class CandidatePool:
             msg = "allowed_models/excluded_models leave no model to route to."
             raise InvalidInputError(msg)
         lam = opts.cost_weight
-        if opts.budget is not None:
-            lam = self._budget_lambda(opts.budget, models)
+        targets = [t for t in _TARGETS if getattr(opts, t) is not None]
+        if len(targets) > 1:
+            msg = f"give at most one routing target among {list(_TARGETS)}; got {targets}."
+            raise InvalidInputError(msg)
+        if targets == ["budget"] and opts.budget_pacing:
+            lam = self.pacer(opts.budget, models).cost_weight
+        elif targets:
+            lam = self._target_lambda(targets[0], float(getattr(opts, targets[0])), models)
         return {"models": models, "cost_weight": lam, "handle_unknown": "ignore"}
 
-    def _budget_lambda(self, budget: float, models: Sequence[str]) -> float:
-        key = (float(budget), tuple(models))
+    def _target_lambda(self, kind: str, value: float, models: Sequence[str]) -> float:
+        key = (kind, value, tuple(models))
         with self._lock:
             if key not in self._budget_lams:
                 from unirouter.routers.calibration import calibrate_cost_weight
 
                 vs = getattr(self.router, "validation_set_", None)
                 if vs is None:
-                    msg = "budget= needs a router that keeps its validation prompts to calibrate on."
+                    msg = f"{kind}= needs a router that keeps its validation prompts to calibrate on."
                     raise InvalidInputError(msg)
-                self._budget_lams[key] = calibrate_cost_weight(
-                    self.router, vs.prompts, budget=budget, models=models
-                )
+                extra = {"honest": True} if kind == "quality_floor" else {}
+                self._budget_lams[key] = calibrate_cost_weight(self.router, vs.prompts, models=models, **{kind: value}, **extra)
             return self._budget_lams[key]
 
-    def decide(self, text: str, options: RoutingOptions | Mapping[str, Any] | None = None) -> Any:
-        """The :class:`~unirouter.RoutingDecision` for one text."""
-        check_prompt(text, what="routing text")
-        return self.router.route(text, **self._route_kwargs(self.resolve(options)))
+    def _budget_lambda(self, budget: float, models: Sequence[str]) -> float:
+        return self._target_lambda("budget", float(budget), models)
 
-    async def adecide(self, text: str, options: RoutingOptions | Mapping[str, Any] | None = None) -> Any:
+    def pacer(self, budget: float, models: Sequence[str] | None = None) -> Any:
+        """The :class:`~unirouter.routers.pacing.BudgetPacer` that keeps ``budget`` over ``models`` (all
+        candidates by default), created at the calibrated cost weight on first use."""
+        models = tuple(self.names if models is None else models)
+        key = (float(budget), models)
+        with self._lock:
+            if key not in self._pacers:
+                from unirouter.routers.calibration import _lam_max
+                from unirouter.routers.pacing import BudgetPacer
+
+                lam0 = self._budget_lambda(budget, models)
+                vs = self.router.validation_set_
+                gamma, cost, _ = self.router.predict(vs.prompts, models=list(models))
+                hi = _lam_max(gamma, cost)
+                self._pacers[key] = BudgetPacer(budget, cost_weight=lam0, min_cost_weight=hi * 1e-12, max_cost_weight=hi)
+            return self._pacers[key]
+
+    # -- pricing -------------------------------------------------------------------------------
+    @property
+    def pricer(self) -> Any:
+        """The :class:`~unirouter.profiling.pricing.CallPricer` over the candidates' costs (rebuilt on change)."""
+        with self._lock:
+            if self._pricer is None:
+                from unirouter.profiling.pricing import CallPricer
+
+                prices = {}
+                for c in self._candidates.values():
+                    cost = c.cost
+                    if cost is None and c.name in self.router._pool.profiles:
+                        profile = self.router.get_profile(c.name)
+                        cost = profile.metadata.get("token_price") or profile.cost_per_query
+                    if cost is not None and not isinstance(cost, (list, tuple)) and not hasattr(cost, "shape"):
+                        prices[c.name] = cost
+                self._pricer = CallPricer(prices)
+            return self._pricer
+
+    def _priced(self, decisions: list[Any], x: Any, sent: Sequence[str]) -> list[Any]:
+        """The decisions with each candidate's expected cost for the prompt actually sent, and the
+        choice re-made on those costs (ties to the cheaper model, like the router)."""
+        import numpy as np
+
+        from unirouter.routers.base import RoutingDecision
+        from unirouter.profiling.pricing import TokenPrice
+
+        pricer = self.pricer
+        if not decisions or not any(isinstance(pricer.prices.get(n), TokenPrice) for n in decisions[0].candidates):
+            return decisions
+        names = list(decisions[0].candidates)
+        base = np.vstack([d.expected_cost for d in decisions])
+        tin = [pricer.tokens(t) for t in sent]
+        cost = pricer.expected_costs(self.router, x, tin, names, base)
+        scale = float(cost.max()) if cost.size and cost.max() > 0 else 1.0
+        out = []
+        for i, d in enumerate(decisions):
+            ranking = d.predicted_error + d.cost_weight * cost[i] + 1e-9 * cost[i] / scale
+            out.append(
+                RoutingDecision(
+                    model=names[int(np.argmin(ranking))],
+                    candidates=d.candidates,
+                    predicted_error=d.predicted_error,
+                    expected_cost=cost[i],
+                    cost_weight=d.cost_weight,
+                    cluster_weights=d.cluster_weights,
+                    _ranking=ranking,
+                )
+            )
+        return out
+
+    def _route(self, texts: list[str], sent: Sequence[str] | None, kwargs: dict[str, Any]) -> list[Any]:
+        x = self.router._embed(texts)
+        decisions = self.router.route_batch(embeddings=x, **kwargs)
+        return self._priced(decisions, x, texts if sent is None else sent)
+
+    @staticmethod
+    def _check_sent(sent: Any, n: int) -> list[str] | None:
+        if sent is None:
+            return None
+        items = [sent] if isinstance(sent, str) else list(sent)
+        if len(items) != n or not all(isinstance(s, str) for s in items):
+            msg = f"sent= must be the prompt text sent to the model (one string per routing text). Got {sent!r:.80}."
+            raise InvalidInputError(msg)
+        return items
+
+    def settle(
+        self,
+        decision: Any,
+        attempts: Sequence[Mapping[str, Any]],
+        options: RoutingOptions | Mapping[str, Any] | None = None,
+        *,
+        usage: Any = None,
+        prompt: str | None = None,
+        response: str | None = None,
+    ) -> dict[str, Any]:
+        """Record the cost of a finished call and report it: ``{"realised_cost", "cost_source"}``,
+        plus ``"budget"`` (the pacer's state) when a paced budget is in force.
+
+        The cost is the answering model's price applied to the ``usage`` it reported (tokens
+        estimated from ``prompt`` and ``response`` where it reported none); failed attempts are
+        not billed here. Without a price the chosen model's expected cost stands in
+        (``cost_source="expected"``). The paced budget is fed this cost.
+        """
+        answered = next((a["model"] for a in attempts if a.get("ok")), None)
+        out: dict[str, Any] = {}
+        if answered is None:
+            return out
+        opts = self.resolve(options)
+        if opts.session is not None:
+            with self._lock:
+                self._sessions[opts.session] = answered
+                self._sessions.move_to_end(opts.session)
+                while len(self._sessions) > 100_000:  # bounded: forget the least recent sessions
+                    self._sessions.popitem(last=False)
+        cost = self.pricer.realised_cost(answered, usage, prompt=prompt, response=response)
+        source = "usage" if cost is not None else "expected"
+        if cost is None and answered in decision.candidates:
+            cost = float(decision.expected_cost[decision.candidates.index(answered)])
+        if cost is None:
+            return out
+        out.update(realised_cost=cost, cost_source=source)
+        if opts.budget is not None and opts.budget_pacing and opts.force_model is None:
+            key = (float(opts.budget), tuple(decision.candidates))
+            pacer = self._pacers.get(key)
+            if pacer is not None:
+                pacer.update(cost)
+                out["budget"] = pacer.state()
+        return out
+
+    def decide(
+        self, text: str, options: RoutingOptions | Mapping[str, Any] | None = None, *, sent: str | None = None
+    ) -> Any:
+        """The :class:`~unirouter.RoutingDecision` for one text.
+
+        ``text`` is what the router embeds (what the user asked); ``sent`` is the whole prompt the
+        model will receive (template, retrieved context, history), which sets the input tokens the
+        expected costs are priced on. Default: ``text`` itself.
+        """
+        check_prompt(text, what="routing text")
+        sent_list = self._check_sent(sent, 1)
+        opts = self.resolve(options)
+        return self._sticky(self._route([text], sent_list, self._route_kwargs(opts))[0], opts)
+
+    async def adecide(
+        self, text: str, options: RoutingOptions | Mapping[str, Any] | None = None, *, sent: str | None = None
+    ) -> Any:
         """:meth:`decide` with the embedding run in a worker thread (the event loop stays free)."""
         check_prompt(text, what="routing text")
-        kwargs = self._route_kwargs(self.resolve(options))
-        return await asyncio.to_thread(self.router.route, text, **kwargs)
+        sent_list = self._check_sent(sent, 1)
+        opts = self.resolve(options)
+        kwargs = self._route_kwargs(opts)
+        return self._sticky((await asyncio.to_thread(self._route, [text], sent_list, kwargs))[0], opts)
 
-    def decide_batch(self, texts: Sequence[str], options: RoutingOptions | Mapping[str, Any] | None = None) -> list[Any]:
-        """Decisions for many texts with one embedding call."""
-        texts = check_prompts(texts, what="routing texts")
-        return self.router.route_batch(texts, **self._route_kwargs(self.resolve(options)))
+    def _sticky(self, decision: Any, opts: RoutingOptions) -> Any:
+        """Keep the session's previous model unless the choice beats it by more than switch_cost."""
+        if opts.session is None or opts.switch_cost is None or opts.force_model is not None:
+            return decision
+        with self._lock:
+            prev = self._sessions.get(opts.session)
+        if prev is None or prev == decision.model or prev not in decision.candidates:
+            return decision
+        import numpy as np
 
-    async def adecide_batch(self, texts: Sequence[str], options: RoutingOptions | Mapping[str, Any] | None = None) -> list[Any]:
+        ranking = np.array(decision._ranking if decision._ranking is not None else decision.scores, dtype=np.float64)
+        i_prev, i_best = decision.candidates.index(prev), decision.candidates.index(decision.model)
+        if ranking[i_prev] - ranking[i_best] > opts.switch_cost:
+            return decision  # the gain pays for the switch (and the lost prompt cache)
+        ranking[i_prev] = ranking.min() - 1e-12  # stay: the previous model ranks first, the rest follow
+        return replace(decision, model=prev, _ranking=ranking)
+
+    def decide_batch(
+        self, texts: Sequence[str], options: RoutingOptions | Mapping[str, Any] | None = None, *, sent: Sequence[str] | None = None
+    ) -> list[Any]:
+        """Decisions for many texts with one embedding call (``sent``: one prompt per text)."""
         texts = check_prompts(texts, what="routing texts")
+        sent_list = self._check_sent(sent, len(texts))
+        return self._route(texts, sent_list, self._route_kwargs(self.resolve(options)))
+
+    async def adecide_batch(
+        self, texts: Sequence[str], options: RoutingOptions | Mapping[str, Any] | None = None, *, sent: Sequence[str] | None = None
+    ) -> list[Any]:
+        texts = check_prompts(texts, what="routing texts")
+        sent_list = self._check_sent(sent, len(texts))
         kwargs = self._route_kwargs(self.resolve(options))
-        return await asyncio.to_thread(self.router.route_batch, texts, **kwargs)
+        return await asyncio.to_thread(self._route, texts, sent_list, kwargs)
 
     # -- fallbacks -----------------------------------------------------------------------------
     def attempt_order(self, decision: Any, options: RoutingOptions | Mapping[str, Any] | None = None) -> list[str]:
@@ -455,21 +678,31 @@ class CandidatePool:
         return ranked[: 1 + opts.max_fallbacks]
 
     def run_with_fallbacks(
-        self, decision: Any, options: RoutingOptions | Mapping[str, Any] | None, fn: Callable[[str], T]
+        self,
+        decision: Any,
+        options: RoutingOptions | Mapping[str, Any] | None,
+        fn: Callable[[str], T],
+        *,
+        usage_of: Callable[[T], tuple[Any, str | None]] | None = None,
+        sent: str | None = None,
     ) -> tuple[T, list[dict[str, Any]]]:
         """Call ``fn(name)`` on the chosen model, then the next best while it raises or its answer
         counts as failed (see ``RoutingOptions.is_failed_answer``).
 
         Returns the first good result and the attempts record (``[{"model", "ok", "error"?}]``). If
         every attempt fails, raises :class:`~unirouter.AllModelsFailedError`: an exception group of
-        every attempt's exception (a :class:`~unirouter.FailedAnswerError` for a failed answer).
+        every attempt's exception (a :class:`~unirouter.FailedAnswerError` for a failed answer). The
+        record's ``settled`` attribute holds what :meth:`settle` reports (``realised_cost``,
+        ``cost_source``, ``budget``): ``usage_of(result)`` gives the usage the model reported and its
+        response text, ``sent`` the prompt sent (both optional: without them the cost is estimated or
+        the expected cost stands in).
         """
         opts = self.resolve(options)
         cands = self._candidates  # the snapshot this call resolves names against
         order = self._attempt_order(decision, opts, cands)
         token = _IN_FLIGHT.set(cands)
         try:
-            attempts: list[dict[str, Any]] = []
+            attempts = Attempts()
             errors: list[Exception] = []
             for name in order:
                 try:
@@ -480,13 +713,20 @@ class CandidatePool:
                     errors.append(e)
                     continue
                 attempts.append({"model": name, "ok": True})
+                attempts.settled = self._settle_result(decision, attempts, options, result, usage_of, sent)
                 return result, attempts
         finally:
             _IN_FLIGHT.reset(token)
         raise _all_failed(attempts, errors)
 
     async def arun_with_fallbacks(
-        self, decision: Any, options: RoutingOptions | Mapping[str, Any] | None, afn: Callable[[str], Awaitable[T]]
+        self,
+        decision: Any,
+        options: RoutingOptions | Mapping[str, Any] | None,
+        afn: Callable[[str], Awaitable[T]],
+        *,
+        usage_of: Callable[[T], tuple[Any, str | None]] | None = None,
+        sent: str | None = None,
     ) -> tuple[T, list[dict[str, Any]]]:
         """Async :meth:`run_with_fallbacks`."""
         opts = self.resolve(options)
@@ -494,7 +734,7 @@ class CandidatePool:
         order = self._attempt_order(decision, opts, cands)
         token = _IN_FLIGHT.set(cands)
         try:
-            attempts: list[dict[str, Any]] = []
+            attempts = Attempts()
             errors: list[Exception] = []
             for name in order:
                 try:
@@ -510,10 +750,22 @@ class CandidatePool:
                     errors.append(e)
                     continue
                 attempts.append({"model": name, "ok": True})
+                attempts.settled = self._settle_result(decision, attempts, options, result, usage_of, sent)
                 return result, attempts
         finally:
             _IN_FLIGHT.reset(token)
         raise _all_failed(attempts, errors)
+
+    def _settle_result(
+        self, decision: Any, attempts: list[dict[str, Any]], options: Any, result: Any, usage_of: Any, sent: str | None
+    ) -> dict[str, Any]:
+        usage, text = None, None
+        if usage_of is not None:
+            try:
+                usage, text = usage_of(result)
+            except Exception:  # noqa: BLE001 - an unexpected result shape only loses the usage
+                usage, text = None, None
+        return self.settle(decision, attempts, options, usage=usage, prompt=sent, response=text)
 
     # -- persistence ---------------------------------------------------------------------------
     def save(self, path: str | Path, *, overwrite: bool = False) -> None:

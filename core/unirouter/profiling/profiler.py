@@ -548,6 +548,7 @@ def _costs(cost: float | TokenPrice | np.ndarray, run: ProfilingRun, ok: np.ndar
     if not isinstance(cost, TokenPrice):
         return cost, {"cost": "per_query"}
     out = np.full(run.n, np.nan)
+    outputs: list[float | None] = [None] * run.n  # kept so routing can price the expected output (pricing.py)
     estimated = 0
     for i in np.flatnonzero(ok):
         tin, tout = run.input_tokens[i], run.output_tokens[i]
@@ -556,7 +557,13 @@ def _costs(cost: float | TokenPrice | np.ndarray, run: ProfilingRun, ok: np.ndar
         tin = len(run.prompts[i]) / 4.0 if tin is None else tin
         tout = len(run.texts[i] or "") / 4.0 if tout is None else tout
         out[i] = cost.cost(tin, tout)
-    meta = {"cost": "token_price", "token_price": cost.model_dump(), "tokens_estimated_from_chars": estimated}
+        outputs[i] = float(tout)
+    meta = {
+        "cost": "token_price",
+        "token_price": cost.model_dump(),
+        "tokens_estimated_from_chars": estimated,
+        "output_tokens": outputs,
+    }
     return out, meta
 
 

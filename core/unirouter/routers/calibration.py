@@ -11,6 +11,15 @@ precision) on the router's own predictions for the sample:
   sample minus the drop (e.g. 0.01 = "within 1 point of the best model");
 * ``max_top_share``: the smallest ``lam`` sending at most that share of calls to the most expensive
   model.
+
+The quality targets are read off the router's *predicted* error, which is optimistic: the model with
+the lowest estimated error in a cluster is partly chosen for its lucky estimate (winner's curse), so
+on new prompts the realised quality falls short of the floor. With ``honest=True`` the quality at
+each ``lam`` is instead *measured* out of fold on the validation prompts: each fold is routed by
+profiles re-estimated without that fold's labels, and the true scores of the chosen models are
+averaged. The largest ``lam`` on a grid before that measured quality first drops below the floor is
+returned. It is a held-out estimate, not a guarantee: with a few hundred validation prompts its
+standard error is 1-2 points, and traffic unlike the validation prompts can realise less.
 """
 
 from __future__ import annotations
@@ -75,6 +84,9 @@ def calibrate_cost_weight(
     max_quality_drop: float | None = None,
     max_top_share: float | None = None,
     models: Iterable[str] | None = None,
+    honest: bool = False,
+    n_folds: int = 5,
+    random_state: Any = 0,
 ) -> float:
     """The cost weight that meets one target on a sample of prompts.
 
@@ -94,6 +106,13 @@ def calibrate_cost_weight(
         Maximum share of calls to the most expensive model.
     models : list of str, optional
         Restrict to these models.
+    honest : bool, default False
+        Quality targets only: measure quality out of fold on the router's validation prompts (their
+        true scores) instead of trusting the predicted error (see the module docstring). The
+        sample is then the validation set; ``prompts`` are ignored and ``embeddings``, if given,
+        must be the validation prompts' embeddings (they save embedding them again).
+    n_folds, random_state :
+        The out-of-fold split for ``honest``.
 
     Returns
     -------
@@ -148,6 +167,9 @@ def calibrate_cost_weight(
             raise InvalidInputError(msg)
         return _bisect(lambda lam: at(lam)["shares"][top] <= value, 0.0, hi, smallest=True)
 
+    if honest and kind in ("quality_floor", "max_quality_drop"):
+        return _honest_quality_lambda(router, kind, float(value), models, hi, n_folds, random_state, embeddings)
+
     # quality targets: the largest lam still meeting the floor
     floor = value if kind == "quality_floor" else (1.0 - float(gamma.mean(axis=0).min())) - value
     if 1.0 - at(0.0)["error"] < floor - 1e-12:
@@ -157,3 +179,72 @@ def calibrate_cost_weight(
     if 1.0 - at(hi)["error"] >= floor:
         return hi
     return _bisect(lambda lam: 1.0 - at(lam)["error"] >= floor - 1e-12, 0.0, hi, smallest=False)
+
+
+def _out_of_fold_predictions(
+    router: Any, models: Iterable[str] | None, n_folds: int, random_state: Any, embeddings: Any = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Predicted error and cost ``(n_val, M)`` of each validation prompt from profiles estimated
+    without its fold's labels, and the true scores ``(n_val, M)``."""
+    from unirouter._validation import as_rng
+    from unirouter.profiles import cluster_statistics
+
+    vs = getattr(router, "validation_set_", None)
+    pool = router._pool
+    if vs is None or pool.psi.shape[1] != router.n_parts_:
+        msg = "honest=True needs a router that keeps its validation prompts and routes on per-part statistics (UniRouter, KNNRouter)."
+        raise InvalidInputError(msg)
+    if not isinstance(n_folds, int) or isinstance(n_folds, bool) or n_folds < 2:
+        msg = f"n_folds must be an integer >= 2. Got {n_folds!r}."
+        raise InvalidInputError(msg)
+    cols = router._columns(pool, models, None)
+    names = [pool.names[i] for i in cols]
+    scores = np.vstack([pool.profiles[n].scores for n in names]).T  # (n_val, M)
+    n = scores.shape[0]
+    if embeddings is not None:
+        x = np.asarray(embeddings)
+        if x.ndim != 2 or x.shape[0] != n:
+            msg = f"honest=True routes the {n} validation prompts; embeddings= must be theirs. Got shape {x.shape}."
+            raise InvalidInputError(msg)
+    else:
+        x = router._embed(vs.prompts)
+    folds = as_rng(random_state).permutation(n) % n_folds
+    labels, parts = router.validation_labels_, router.n_parts_
+    a = float(getattr(router, "prior_strength", 0.0) or 0.0)
+    gamma = np.empty((n, len(names)))
+    cost = np.empty((n, len(names)))
+    for f in range(n_folds):
+        held = folds == f
+        psi = np.vstack(
+            [cluster_statistics(np.where(held, np.nan, 1.0 - scores[:, j]), labels, parts, a)[0] for j in range(len(names))]
+        )
+        g, c, _ = router._gamma_cost(x[held], psi, pool.cost[cols])
+        gamma[held], cost[held] = g, c
+    return gamma, cost, scores
+
+
+def _honest_quality_lambda(
+    router: Any, kind: str, value: float, models: Iterable[str] | None, hi: float, n_folds: int, random_state: Any,
+    embeddings: Any = None,
+) -> float:
+    gamma, cost, scores = _out_of_fold_predictions(router, models, n_folds, random_state, embeddings)
+    rows = np.arange(scores.shape[0])
+    best_single = float(np.nanmax(np.nanmean(scores, axis=0)))
+    floor = value if kind == "quality_floor" else best_single - value
+    grid = np.concatenate([[0.0], np.geomspace(hi * 1e-7, hi, 400)])
+
+    def realised(lam: float) -> float:
+        return float(np.nanmean(scores[rows, _choices(gamma, cost, lam)]))
+
+    if realised(0.0) < floor:
+        msg = (
+            f"quality floor {floor:.4f} is above the quality the router reaches out of fold on its validation "
+            f"prompts ({realised(0.0):.4f}); lower it."
+        )
+        raise InvalidInputError(msg)
+    lam = 0.0
+    for g in grid[1:]:
+        if realised(float(g)) < floor:
+            break
+        lam = float(g)
+    return lam
