@@ -25,7 +25,7 @@ echo "built $(basename "$WHEEL") (${SIZE_KB} KB)"
 "$PY" - "$WHEEL" <<'PYEOF'
 import sys, zipfile
 names = set(zipfile.ZipFile(sys.argv[1]).namelist())
-need = {"unirouter/pretrained/data/manifest.json", "unirouter/pretrained/data/validation.jsonl", "unirouter/pretrained/data/routers/kmeans/router.json"}
+need = {"unirouter/data/bundle/manifest.json", "unirouter/data/bundle/validation.jsonl", "unirouter/data/bundle/routers/kmeans/router.json", "unirouter/data/bundle/routers/kmeans/unirouter.manifest.json"}
 missing = need - names
 sys.exit(f"the wheel lacks the pre-trained data: {sorted(missing)}" if missing else 0)
 PYEOF

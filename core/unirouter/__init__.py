@@ -7,6 +7,7 @@ labelled validation set.
 
 from __future__ import annotations
 
+from unirouter import _compat
 from unirouter._version import __version__
 from unirouter.data import RoutingDataset, ValidationSet, default_data_dir, load_dataset
 from unirouter.embedding import CallableEmbedder, Embedder, EmbeddingCache, SentenceTransformerEmbedder
@@ -28,6 +29,9 @@ from unirouter.exceptions import (
 )
 from unirouter.profiles import ModelProfile, ProfilingStats
 from unirouter.routers import DifficultyRouter, RoutingDecision, UniRouter
+
+
+_compat.install()  # the 0.1 module paths (unirouter.scorers, ...) keep working
 
 
 def __getattr__(name: str):  # lazy: these pull in optional work only when used

@@ -21,6 +21,7 @@ CORE = Path(unirouter.__file__).resolve().parent
 # unit -> layer (low to high)
 LAYERS: dict[str, int] = {
     "unirouter._version": 0,
+    "unirouter._compat": 0,
     "unirouter.exceptions": 0,
     "unirouter._validation": 0,
     "unirouter._params": 0,
@@ -37,7 +38,7 @@ LAYERS: dict[str, int] = {
     "unirouter.cli": 7,
 }
 # The foundation modules form one layer; among themselves they must still respect this order.
-FOUNDATION_ORDER = ["unirouter._version", "unirouter.exceptions", "unirouter._validation", "unirouter._params", "unirouter.profiles"]
+FOUNDATION_ORDER = ["unirouter._compat", "unirouter._version", "unirouter.exceptions", "unirouter._validation", "unirouter._params", "unirouter.profiles"]
 
 
 def _module_name(path: Path) -> str:
@@ -167,3 +168,20 @@ def test_checker_sees_a_planted_upward_import(tmp_path):
     found = _imports(src, "unirouter.profiles")
     assert found == {"unirouter.routers.uniroute"}
     assert LAYERS[_unit("unirouter.routers.uniroute")] > LAYERS[_unit("unirouter.profiles")]
+
+
+@pytest.mark.parametrize("old", sorted(__import__("unirouter._compat", fromlist=["x"]).MOVED_MODULES))
+def test_the_flat_layouts_module_paths_still_import(old):
+    # 0.1 code such as `from unirouter.scorers import MultipleChoiceScorer` keeps working, on the same objects
+    import importlib
+
+    from unirouter._compat import MOVED_MODULES
+
+    assert importlib.import_module(old) is importlib.import_module(MOVED_MODULES[old])
+
+
+def test_old_path_from_import_gives_the_same_class():
+    from unirouter.profiling.scorers import MultipleChoiceScorer as new
+    from unirouter.scorers import MultipleChoiceScorer as old
+
+    assert old is new
