@@ -109,6 +109,10 @@ def main() -> None:
     args = ap.parse_args()
     threads = [int(t) for t in args.threads.split(",")]
 
+    # The library's own default when it loads torch (see SentenceTransformerEmbedder): idle OpenMP
+    # threads sleep instead of spinning. Importing torch here first would otherwise skip it, and
+    # spinning threads make 2-thread torch 10x slower on a shared CPU.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
     from sentence_transformers import SentenceTransformer
     from unirouter import SentenceTransformerEmbedder
