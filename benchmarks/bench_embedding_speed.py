@@ -106,6 +106,7 @@ def main() -> None:
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--batch-n", type=int, default=120, help="prompts routed in one route_batch call")
     ap.add_argument("--cold-reps", type=int, default=3)
+    ap.add_argument("--name", default="embedding", help="results/speed_<name>.json")
     args = ap.parse_args()
     threads = [int(t) for t in args.threads.split(",")]
 
@@ -305,8 +306,8 @@ def main() -> None:
     )
     print(md)
     write_result(
-        "embedding",
-        title="Embedding speed: each path against the bare-encoder floor (issue 20)",
+        args.name,
+        title=f"Embedding speed: each path against the bare-encoder floor, {args.threads} thread(s) (issue 20)",
         section_markdown=md,
         single={f"{k}|{c}|{t}": v for (k, c, t), v in single.items()},
         batch={f"{p}|{m}|{t}": v for (p, m, t), v in batch.items()},
