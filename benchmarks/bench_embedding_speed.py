@@ -106,9 +106,14 @@ def main() -> None:
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--batch-n", type=int, default=120, help="prompts routed in one route_batch call")
     ap.add_argument("--cold-reps", type=int, default=3)
+    ap.add_argument("--name", default="embedding", help="results/speed_<name>.json")
     args = ap.parse_args()
     threads = [int(t) for t in args.threads.split(",")]
 
+    # The library's own default when it loads torch (see SentenceTransformerEmbedder): idle OpenMP
+    # threads sleep instead of spinning. Importing torch here first would otherwise skip it, and
+    # spinning threads make 2-thread torch 10x slower on a shared CPU.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
     from sentence_transformers import SentenceTransformer
     from unirouter import SentenceTransformerEmbedder
@@ -301,8 +306,8 @@ def main() -> None:
     )
     print(md)
     write_result(
-        "embedding",
-        title="Embedding speed: each path against the bare-encoder floor (issue 20)",
+        args.name,
+        title=f"Embedding speed: each path against the bare-encoder floor, {args.threads} thread(s) (issue 20)",
         section_markdown=md,
         single={f"{k}|{c}|{t}": v for (k, c, t), v in single.items()},
         batch={f"{p}|{m}|{t}": v for (p, m, t), v in batch.items()},

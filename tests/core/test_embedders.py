@@ -342,6 +342,12 @@ def test_auto_backend_falls_back_to_torch_and_says_why(monkeypatch):
     assert x.shape == (1, 384)
 
 
+def test_auto_backend_uses_torch_when_asked_for_torch_options():
+    emb = SentenceTransformerEmbedder(model_kwargs={"attn_implementation": "eager"}, memory_cache=0)
+    assert emb.embed(["a prompt"]).shape == (1, 384)
+    assert emb.backend_ == "torch" and "model_kwargs" in emb.backend_reason_
+
+
 def test_backend_options_are_checked():
     with pytest.raises(InvalidInputError, match="max_batch_tokens"):
         SentenceTransformerEmbedder(max_batch_tokens=0)

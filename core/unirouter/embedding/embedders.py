@@ -355,7 +355,8 @@ class SentenceTransformerEmbedder(_CachingEmbedder):
         Vectors of this many recent distinct texts are kept in memory (LRU, thread-safe, ~6 MiB at
         4096), so routing the same text again costs microseconds; ``0`` turns it off.
     backend : {"auto", "torch", "onnx", "openvino"}, default="auto"
-        ``"auto"``: ONNX Runtime fp32 when it can run this model, else torch (with a
+        ``"auto"``: ONNX Runtime fp32 when it can run this model on the CPU (torch when ``device`` is
+        not ``"cpu"`` or ``model_kwargs`` is set), else torch (with a
         :class:`~unirouter.exceptions.UniRouterWarning` and the reason in ``backend_reason_``); the
         choice made is ``backend_`` once the model is loaded. ``"torch"``: sentence-transformers on
         PyTorch. ``"onnx"``: unirouter's ONNX Runtime path, errors instead of falling back; the
@@ -483,7 +484,10 @@ class SentenceTransformerEmbedder(_CachingEmbedder):
     def _load(self) -> Any:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        if self.backend in ("onnx", "auto"):
+        if self.backend == "auto" and (self.device != "cpu" or self.model_kwargs):
+            # The ONNX path runs on the CPU and takes no model_kwargs: asked for either, use torch.
+            self.backend_reason_ = "backend='auto' uses torch because device or model_kwargs was set (the ONNX path is CPU-only)"
+        elif self.backend in ("onnx", "auto"):
             try:
                 model = self._load_onnx()
             except Exception as e:  # noqa: BLE001 - "auto" falls back on any failure, and says why
