@@ -254,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--datasets", nargs="+", default=["synthetic_graded", *SHARED])
     ap.add_argument("--trials", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--tag", default="", help="suffix of the result files (runs split over processes)")
     args = ap.parse_args(argv)
     embedder = SentenceTransformerEmbedder(cache=default_cache_dir())
     data = _datasets(args.datasets, embedder)
@@ -264,11 +265,11 @@ def main(argv: list[str] | None = None) -> int:
             for protocol in PROTOCOLS:
                 register_method("probe", lambda td, n=name, p=protocol: _probe(td, n, p), replace=True)
                 run_protocol(d, protocol=protocol, trials=args.trials, seed=args.seed, methods=["probe"], progress=False)
-                print(f"solver {name} {protocol}: {sum(1 for r in SOLVER_RECORDS if r['dataset'] == name and r['protocol'] == protocol)} fits", flush=True)
+                print(f"solver {name} {protocol} {time.perf_counter() - t_start:.0f} s: {sum(1 for r in SOLVER_RECORDS if r['dataset'] == name and r['protocol'] == protocol)} fits", flush=True)
         section = solver_section(SOLVER_RECORDS)
         print(section)
         _write(
-            "difficulty_solver",
+            "difficulty_solver" + args.tag,
             f"Issue 15: DifficultyRouter's MAP solver, old vs new ({args.trials} trials per dataset and protocol)",
             section,
             records=SOLVER_RECORDS,
@@ -296,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = _eval_summary(docs)
         section = summary + "\n\n" + "\n\n".join(parts)
         _write(
-            "unseen_strong_eval",
+            "unseen_strong_eval" + args.tag,
             f"Issue 15: routers under unseen-models and strongest-unseen ({args.trials} trials per dataset and protocol)",
             section,
             runs={k: {kk: v for kk, v in doc.items() if kk != "per_trial"} | {"per_trial": doc["per_trial"]} for k, doc in docs.items()},

@@ -12,6 +12,7 @@ from unirouter.embedding.embedders import (
     EmbedderIdentity,
     EmbeddingCache,
     SentenceTransformerEmbedder,
+    WordLlamaEmbedder,
     as_embedder,
     default_cache_dir,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "EmbedderIdentity",
     "EmbeddingCache",
     "SentenceTransformerEmbedder",
+    "WordLlamaEmbedder",
     "as_embedder",
     "default_cache_dir",
 ]

@@ -64,7 +64,6 @@ __all__ = ["DifficultyRouter", "MapFit", "fit_logistic_map", "neg_log_posterior"
 _ALPHAS = np.geomspace(1e-2, 1e4, 25)  # ridge penalties tried by GCV
 _TAU2_FLOOR = 1e-3  # smallest prior variance (a pruned coefficient stays at its prior mean)
 _TAU2_INIT = 4.0
-_EM_TRACE: list[float] | None = None  # set to a list to record the EM objective (diagnostics)
 _INTERCEPT_VAR_MIN = 2.5**2  # weakly informative prior on a new model's level (see DifficultyRouter.fit)
 
 
@@ -408,8 +407,6 @@ def _empirical_bayes_prior(
         t1, b1, ev0 = em_map(theta, beta)  # ev0: the evidence at theta
         if not (np.isfinite(t1).all() and np.isfinite(ev0)):
             break
-        if _EM_TRACE is not None:
-            _EM_TRACE.append(ev0)
         if abs(ev0 - previous) < tol * y.shape[1]:
             converged = True
             break
