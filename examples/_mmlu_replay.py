@@ -22,7 +22,15 @@ from typing import Any
 
 from unirouter import RoutingDataset, default_data_dir, load_dataset
 
-__all__ = ["MMLU", "ReplayBook", "ReplayChatModel", "answer_text", "load_mmlu", "replay_chat_models"]
+__all__ = [
+    "MMLU",
+    "ReplayBook",
+    "ReplayChatModel",
+    "answer_text",
+    "bundled_math_code_replies",
+    "load_mmlu",
+    "replay_chat_models",
+]
 
 TEMPLATES = (
     "Let's think step by step. Comparing the options, the answer is ({L}).",
@@ -96,6 +104,8 @@ class ReplayBook:
     price_in: float = 0.0
     price_out: float = 0.0
     calls: list[str] = field(default_factory=list)
+    replies: dict[str, tuple[str, float]] = field(default_factory=dict)
+    """Whole replies for non-MMLU prompts (see :func:`bundled_math_code_replies`)."""
 
     def find(self, text: str) -> tuple[str | None, float]:
         if text in self.answers:
@@ -109,9 +119,57 @@ class ReplayBook:
 
     def answer(self, prompt: str) -> tuple[str, dict[str, int]]:
         self.calls.append(prompt)
-        letter, out_chars = self.find(prompt)
+        if prompt in self.replies:
+            text, out_chars = self.replies[prompt]
+        else:
+            letter, out_chars = self.find(prompt)
+            text = answer_text(letter, prompt)
         usage = {"input_tokens": max(1, round(len(prompt) / 4)), "output_tokens": max(1, round(out_chars / 4))}
-        return answer_text(letter, prompt), usage
+        return text, usage
+
+
+def _wrong(reference: str, fmt: str) -> str:
+    """An answer that is certainly not ``reference`` (a recorded failure, in the same format)."""
+    if fmt == "number":
+        try:
+            return str(float(reference) + 1)
+        except ValueError:
+            return "0"
+    return "None" if reference.strip() != "None" else "0"
+
+
+def bundled_math_code_replies(zeroeval_name: str, data_dir: str | Path | None = None) -> dict[str, tuple[str, float]]:
+    """Replies of a real model to the GSM8K / MATH / CRUXEval-O prompts of unirouter's bundled set.
+
+    ``zeroeval_math_code`` records whether each model was right on each item and how long its
+    output was, not the text. So the reply is in ZeroEval's own JSON format, with the reference
+    answer where the model was recorded right and a different answer where it was recorded wrong:
+    graded by the bundled scorer, the model scores exactly what it scored in the recording.
+    Prompts without a record for the model are left out (the caller's model then has no answer).
+    """
+    import json
+
+    import numpy as np
+    from unirouter.pretrained import answer_formats, validation_set
+
+    root = Path(data_dir) if data_dir is not None else default_data_dir()
+    ds = load_dataset(root / "zeroeval_math_code", load_responses=False)
+    j = ds.model_index([zeroeval_name])[0]
+    with gzip.open(root / "zeroeval_math_code" / "output_chars.csv.gz", "rt", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        col = next(reader).index(zeroeval_name)
+        chars = [float(r[col]) if r[col] else float("nan") for r in reader]
+    row = {text: i for i, text in enumerate(ds.texts)}
+    vs = validation_set()
+    out: dict[str, tuple[str, float]] = {}
+    for prompt, ref, fmt in zip(vs.prompts, vs.references, answer_formats()):
+        i = row.get(prompt)
+        if fmt == "letter" or i is None or np.isnan(ds.correctness[i, j]):
+            continue
+        answer = str(ref) if ds.correctness[i, j] >= 0.5 else _wrong(str(ref), fmt)
+        reply = json.dumps({"reasoning": "Working through it step by step.", "answer": answer})
+        out[prompt] = (reply, chars[i] if chars[i] == chars[i] else float(len(reply)))
+    return out
 
 
 try:

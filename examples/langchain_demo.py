@@ -1,26 +1,24 @@
-"""Route MMLU-Pro questions between real LLMs with a UniRoute router inside a LangChain chain.
+"""Route MMLU-Pro questions between real LLMs with unirouter's pre-trained router, in a LangChain chain.
 
-    python examples/langchain_demo.py    # offline; ~3 CPU-minutes with a cold embedding cache, ~25 s warm
+    python examples/langchain_demo.py    # offline, no API key; about 30 s with a cold cache
 
 What it does:
 
-1. Builds six chat models that answer MMLU-Pro questions exactly as six real models did (their
-   recorded answers, ``../shared/data/mmlu_pro``), reporting token usage of the real generations,
-   priced at the models' real list prices (``models.csv``).
-2. Fits a UniRoute K-means router on unlabelled training questions (real MiniLM embeddings).
-3. Adds the six models to a ``UniRouteRunnable``: each is profiled on 300 labelled validation
-   questions (progress bar), which is all a new model ever needs.
-4. Answers 300 held-out questions through ``prompt | router | StrOutputParser()`` at three cost
-   budgets, and prints accuracy and cost against always using the best model.
-5. Adds a seventh model (cheap and good) and shows how routing changes, without refitting.
+1. Builds chat models that answer exactly as real models did (their recorded MMLU-Pro answer
+   letters, ``../shared/data/mmlu_pro``), reporting the token usage of the real generations, at the
+   models' real list prices (``models.csv``).
+2. Hands them to ``UniRouteChatModel.from_pretrained``: the models the bundle already knows
+   (``gpt-4o-2024-05-13``, ...) use their stored profiles; one model the bundle does not know
+   (``my-llama-70b``: Llama-3.1-70B-Instruct's recorded answers under a new name) is profiled on
+   the bundled validation set (501 prompts; the estimated number of calls and cost is printed
+   before any call, with a ``max_profiling_cost`` guard). Nothing is fitted.
+3. Routes held-out MMLU-Pro questions (in neither the bundled validation set nor the bundle's
+   training prompts) through ``prompt | chat | StrOutputParser()`` at a budget, printing each
+   decision (model, predicted quality, expected cost).
+4. Prints accuracy (from the replayed answers) and spend against always using the best model.
 
-With ``--live`` and ``OPENAI_API_KEY`` set (``pip install langchain-openai``), the candidates are
-real OpenAI models instead: they are profiled by calling them (one call per validation question
-and model) and the held-out questions are answered live; this costs a few US dollars with the
-default sizes (mostly gpt-4o), so shrink it with ``--n-val 100 --n-test 100``.
-
-Embedding 2,100 questions with MiniLM dominates a cold run; embeddings are cached on disk
-(``~/.cache/unirouter``, or ``$UNIROUTER_CACHE_DIR``), so later runs take seconds.
+The only embedding work is the held-out questions (the bundled set ships its embeddings), so a
+cold run is mostly loading the embedding model. Everything is seeded (``--seed``).
 """
 
 from __future__ import annotations
@@ -29,7 +27,6 @@ import argparse
 import os
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -40,160 +37,140 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _mmlu_replay import load_mmlu, replay_chat_models
+from _mmlu_replay import ReplayChatModel, bundled_math_code_replies, load_mmlu
 from langchain_core.callbacks import BaseCallbackHandler, get_usage_metadata_callback
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
-from unirouter import SentenceTransformerEmbedder, UniRouter, ValidationSet
-from unirouter.embedding.embedders import default_cache_dir
-from unirouter.profiling.profiler import TokenPrice
+from unirouter import TokenPrice
+from unirouter.pretrained import known_models, manifest, validation_set
 from unirouter.profiling.scorers import MultipleChoiceScorer
 
-from unirouter_langchain import DECISION_EVENT, UniRouteRunnable
+from unirouter_langchain import DECISION_EVENT, UniRouteChatModel
 
-INITIAL = (
+# Models the bundle knows, under the names it knows them by (also their MMLU-Pro record names).
+KNOWN = (
     "gpt-4o-2024-05-13",
     "gemini-1.5-pro-002",
-    "Meta-Llama-3_1-70B-Instruct",
+    "gemini-1.5-flash-002",
     "Mixtral-8x7B-Instruct-v0.1",
-    "Meta-Llama-3_1-8B-Instruct",
     "Phi-3-mini-4k-instruct",
 )
-ADDED = "gemini-1.5-flash-002"
-# Live mode: (model, USD per Mtok in, USD per Mtok out); the last one is added at step 5.
-LIVE = (("gpt-4o", 2.5, 10.0), ("gpt-4o-mini", 0.15, 0.6), ("gpt-4.1-nano", 0.1, 0.4), ("gpt-4.1-mini", 0.4, 1.6))
+# A model the bundle does not know by this name: it is profiled. It replays the records of a real
+# model (MMLU-Pro and ZeroEval math/code), so its fresh profile can be checked against the stored one.
+NEW_NAME, NEW_RECORDS = "my-llama-70b", "Meta-Llama-3.1-70B-Instruct"
 SYSTEM = "Answer the multiple-choice question. Think step by step, then finish with 'The answer is (X)'."
 
 
-class DecisionCounter(BaseCallbackHandler):
-    """Counts which model answered, from the router's ``unirouter_decision`` callback events."""
+class LastDecision(BaseCallbackHandler):
+    """Keeps the router's latest ``unirouter_decision`` callback event."""
 
     def __init__(self) -> None:
-        self.answered: Counter[str] = Counter()
+        self.record: dict[str, Any] = {}
 
     def on_custom_event(self, name: str, data: Any, **kwargs: Any) -> None:
         if name == DECISION_EVENT:
-            self.answered[data["answered_by"]] += 1
+            self.record = data
 
 
-def split(mmlu: Any, names: list[str], n_train: int, n_val: int, n_test: int, seed: int) -> dict[str, Any]:
-    """Disjoint train / validation / test questions on which every model has a record."""
+def held_out(mmlu: Any, record_names: list[str], n: int, seed: int) -> tuple[list[str], list[str]]:
+    """``n`` MMLU-Pro questions every replayed model answered, seen neither in the bundled
+    validation set nor among the bundle's training prompts (the build's own seeded selection)."""
+    from unirouter.data.datasets import default_data_dir
+    from unirouter.pretrained.build import load_families, select_training, select_validation
+
     ds = mmlu.dataset
-    rows = ds.complete_rows(names)
-    first: dict[str, int] = {}
-    for i in rows:
-        first.setdefault(ds.texts[i], int(i))
-    rows = np.array(sorted(first.values()))
-    pick = np.random.default_rng(seed).permutation(rows)[: n_train + n_val + n_test]
-    parts = {"train": pick[:n_train], "val": pick[n_train : n_train + n_val], "test": pick[n_train + n_val :]}
-    return {k: ([ds.texts[i] for i in v], [ds.answers[i] for i in v]) for k, v in parts.items()}
-
-
-def evaluate(chain: Any, questions: list[str], answers: list[str], prices: dict[str, TokenPrice], routing: dict[str, Any]) -> dict[str, Any]:
-    """Answer every question through the chain with these routing options; accuracy and cost."""
-    counter = DecisionCounter()
-    config = {"configurable": {"unirouter": routing}, "callbacks": [counter], "max_concurrency": 16}
-    with get_usage_metadata_callback() as usage:
-        replies = chain.batch([{"question": q} for q in questions], config=config)
-    scores, _ = MultipleChoiceScorer().score_many(questions, replies, answers)
-    cost = sum(prices[m].cost(u["input_tokens"], u["output_tokens"]) for m, u in usage.usage_metadata.items())
-    return {"accuracy": float(np.mean(scores)), "cost": cost / len(questions), "answered": counter.answered}
-
-
-def report(title: str, rows: list[tuple[str, dict[str, Any]]], names: list[str], best: dict[str, Any]) -> None:
-    print(f"\n{title}")
-    short = {n: n.replace("Meta-Llama-3_1", "Llama-3.1").replace("-Instruct", "-I").replace("-2024-05-13", "") for n in names}
-    print(f"  {'policy':<24} {'accuracy':>8} {'$/query':>10} {'cost vs best':>12}   share of questions")
-    for label, r in rows:
-        total = sum(r["answered"].values())
-        shares = ", ".join(f"{short[n]} {100 * c / total:.0f}%" for n, c in r["answered"].most_common())
-        rel = r["cost"] / best["cost"]
-        print(f"  {label:<24} {100 * r['accuracy']:7.1f}% {r['cost']:10.6f} {100 * rel:11.1f}%   {shares}")
-
-
-def build_models(args: argparse.Namespace, mmlu: Any) -> tuple[dict[str, Any], dict[str, TokenPrice], str]:
-    """(initial chat models, prices of all models, the name of the model added later)."""
-    if args.live:
-        try:
-            from langchain_openai import ChatOpenAI
-        except ImportError:
-            sys.exit("--live needs langchain-openai: pip install langchain-openai")
-        if not os.environ.get("OPENAI_API_KEY"):
-            sys.exit("--live needs OPENAI_API_KEY in the environment")
-        prices = {n: TokenPrice(input_per_mtok=pi, output_per_mtok=po) for n, pi, po in LIVE}
-        models = {n: ChatOpenAI(model=n, temperature=0, max_retries=0) for n, _, _ in LIVE}
-        return models, prices, LIVE[-1][0]
-    names = [*INITIAL, ADDED]
-    prices = {n: TokenPrice(input_per_mtok=mmlu.price(n)[0], output_per_mtok=mmlu.price(n)[1]) for n in names}
-    return replay_chat_models(mmlu, names), prices, ADDED
+    fam = load_families(default_data_dir())
+    val = select_validation(fam, per_category=24, per_task=55, seed=manifest()["seed"])
+    if {fam["items"][i].text for i in val} != set(validation_set().prompts):
+        sys.exit("cannot reproduce the bundle's prompt selection from ../shared/data (another data version?)")
+    train = select_training(fam, val, max_per_source=manifest()["training"]["max_per_source"], seed=manifest()["seed"])
+    seen = {fam["items"][i].text for i in (*val, *train)}
+    counts: dict[str, int] = {}
+    for t in ds.texts:
+        counts[t] = counts.get(t, 0) + 1
+    rows = [int(i) for i in ds.complete_rows(record_names) if counts[ds.texts[i]] == 1 and ds.texts[i] not in seen]
+    pick = np.random.default_rng(seed).permutation(rows)[:n]
+    return [ds.texts[i] for i in pick], [ds.answers[i] for i in pick]
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--n-train", type=int, default=1500, help="unlabelled training questions (K-means)")
-    parser.add_argument("--n-val", type=int, default=300, help="labelled validation questions (profiling)")
-    parser.add_argument("--n-test", type=int, default=300, help="held-out questions answered per policy")
-    parser.add_argument("--clusters", type=int, default=12)
-    parser.add_argument("--budgets", type=float, nargs=3, default=(0.0001, 0.0003, 0.001), help="USD per query")
+    parser.add_argument("--n-test", type=int, default=30, help="held-out questions routed")
+    parser.add_argument("--budget-share", type=float, default=0.3, help="budget, as a share of the best model's cost per query")
+    parser.add_argument("--method", default="difficulty", choices=("difficulty", "kmeans", "learned"))
+    parser.add_argument("--max-profiling-cost", type=float, default=1.0, help="USD; refuse to profile above this")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--live", action="store_true", help="use real OpenAI models (needs OPENAI_API_KEY)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
 
-    print("Loading MMLU-Pro (12,032 questions, 31 real models) ...")
+    print("Loading the recorded answers of real models (MMLU-Pro, ZeroEval math/code) ...")
     mmlu = load_mmlu()
-    all_models, prices, added = build_models(args, mmlu)
-    initial = {n: m for n, m in all_models.items() if n != added}
-    record_names = [*INITIAL, ADDED]  # questions every replayed model has answered
-    data = split(mmlu, record_names, args.n_train, args.n_val, args.n_test, args.seed)
-    (train, _), (val, val_ref), (test, test_ref) = data["train"], data["val"], data["test"]
+    stored = {m["name"]: m for m in known_models(args.method)}
+    sources = stored[NEW_RECORDS]["source_names"]
+    chats: dict[str, ReplayChatModel] = {}
+    prices: dict[str, TokenPrice] = {}
+    for name, record in [(n, n) for n in KNOWN] + [(NEW_NAME, sources["mmlu_pro"])]:
+        book = mmlu.book(record)
+        book.name = name
+        if name == NEW_NAME:
+            book.replies = bundled_math_code_replies(sources["zeroeval_math_code"])
+        chats[name] = ReplayChatModel(book=book)
+        prices[name] = TokenPrice(input_per_mtok=book.price_in, output_per_mtok=book.price_out)
 
-    print(f"\n[1/4] Fitting the router: K-means (K={args.clusters}) on {len(train)} unlabelled questions")
-    embedder = SentenceTransformerEmbedder(cache=default_cache_dir(), show_progress=True)
-    router = UniRouter(n_clusters=args.clusters, random_state=args.seed, embedder=embedder)
-    router.fit(train, validation=ValidationSet(val, references=val_ref))
-
-    print(f"\n[2/4] Adding {len(initial)} models to a UniRouteRunnable: each is profiled on {len(val)} validation questions")
-    uniroute = UniRouteRunnable(
-        router,
-        initial,
-        costs={n: prices[n] for n in initial},
-        scorer=MultipleChoiceScorer(),
+    print(f"\n[1/3] UniRouteChatModel.from_pretrained: {len(KNOWN)} models the bundle knows, 1 it does not ({NEW_NAME})")
+    t0 = time.perf_counter()
+    chat = UniRouteChatModel.from_pretrained(
+        chats,
+        costs={NEW_NAME: prices[NEW_NAME]},  # known models keep their stored list prices
+        method=args.method,
+        max_profiling_cost=args.max_profiling_cost,
+        response_cache=None,  # replayed answers do not belong in your real profiling cache
         profile_kwargs={"progress": True, "max_concurrency": 16},
     )
-    for name in uniroute.models:
+    router = chat.pool.router
+    print(f"  ready in {time.perf_counter() - t0:.1f} s; validation accuracy on the bundled set and cost per query:")
+    for name in chat.pool.names:
         p = router.get_profile(name)
-        print(f"  {name:<30} validation accuracy {100 * p.accuracy:5.1f}%   ${p.cost_per_query:.6f}/query")
+        note = "profiled now" if name == NEW_NAME else "stored profile"
+        print(f"  {name:<28} {100 * p.accuracy:5.1f}%   ${p.cost_per_query:.6f}/query   ({note})")
+    print(f"  check: {NEW_RECORDS}'s stored profile (same records) says {100 * stored[NEW_RECORDS]['validation_accuracy']:.1f}%")
 
+    best = max(chat.pool.names, key=lambda n: router.get_profile(n).accuracy)
+    budget = args.budget_share * router.get_profile(best).cost_per_query
+    questions, refs = held_out(mmlu, [sources["mmlu_pro"] if n == NEW_NAME else n for n in chats], args.n_test, args.seed)
     prompt = ChatPromptTemplate.from_messages([("system", SYSTEM), ("human", "{question}")])
-    chain = prompt | uniroute | StrOutputParser()
-    best_name = max(uniroute.models, key=lambda n: router.get_profile(n).accuracy)
+    chain = prompt | chat | StrOutputParser()
 
-    def policies(names: list[str], title: str) -> dict[str, Any]:
-        rows = [(f"always {best_name[:17]}", evaluate(chain, test, test_ref, prices, {"force_model": best_name}))]
-        for b in args.budgets:
-            rows.append((f"UniRoute budget ${b:g}", evaluate(chain, test, test_ref, prices, {"budget": b})))
-        report(title, rows, names, rows[0][1])
-        return dict(rows)
+    print(
+        f"\n[2/3] Routing {len(questions)} held-out MMLU-Pro questions through prompt | chat | StrOutputParser()\n"
+        f"  budget ${budget:.6f}/query = {100 * args.budget_share:.0f}% of always-{best}'s cost on the bundled set "
+        f"(the cost weight is calibrated to it there)"
+    )
+    print(f"  {'#':>3}  {'routed to':<28} {'pred. quality':>13} {'exp. cost':>10}  {'right?':>6}")
+    scorer = MultipleChoiceScorer()
+    replies, right = [], []
+    with get_usage_metadata_callback() as usage:
+        for k, (q, ref) in enumerate(zip(questions, refs), 1):
+            seen = LastDecision()
+            reply = chain.invoke({"question": q}, config={"configurable": {"unirouter_budget": budget}, "callbacks": [seen]})
+            d = seen.record
+            ok = scorer.score(q, reply, ref) == 1.0
+            replies.append(reply)
+            right.append(ok)
+            quality = 1.0 - d["predicted_error"][d["model"]]
+            print(f"  {k:>3}  {d['answered_by']:<28} {100 * quality:12.1f}% {d['expected_cost'][d['model']]:10.6f}  {'yes' if ok else 'no':>6}")
+    spend = sum(prices[m].cost(u["input_tokens"], u["output_tokens"]) for m, u in usage.usage_metadata.items())
 
-    print(f"\n[3/4] Answering {len(test)} held-out questions through prompt | router | StrOutputParser()")
-    before = policies(list(initial), f"{len(initial)} models, {len(test)} held-out questions:")
+    with get_usage_metadata_callback() as usage_best:
+        best_replies = chain.batch([{"question": q} for q in questions], config={"configurable": {"unirouter": {"force_model": best}}})
+    best_spend = sum(prices[m].cost(u["input_tokens"], u["output_tokens"]) for m, u in usage_best.usage_metadata.items())
+    best_right = [scorer.score(q, r, ref) == 1.0 for q, r, ref in zip(questions, best_replies, refs)]
 
-    print(f"\n[4/4] Adding {added} (profiled on the same {len(val)} questions; nothing is refitted)")
-    uniroute.add_model(added, all_models[added], cost=prices[added])
-    p = router.get_profile(added)
-    print(f"  {added:<30} validation accuracy {100 * p.accuracy:5.1f}%   ${p.cost_per_query:.6f}/query")
-    after = policies(list(all_models), f"{len(all_models)} models, same questions:")
-
-    print("\nHow routing changed at each budget:")
-    for b in args.budgets:
-        key = f"UniRoute budget ${b:g}"
-        r0, r1 = before[key], after[key]
-        moved = r1["answered"].get(added, 0)
-        print(
-            f"  ${b:g}/query: accuracy {100 * r0['accuracy']:.1f}% -> {100 * r1['accuracy']:.1f}%, "
-            f"cost ${r0['cost']:.6f} -> ${r1['cost']:.6f}, {moved} of {len(test)} questions now go to {added}"
-        )
+    n = len(questions)
+    print(f"\n[3/3] Summary over {n} held-out questions (accuracy from the replayed answers):")
+    print(f"  UniRoute at ${budget:.6f}/query   accuracy {100 * np.mean(right):5.1f}%   spend ${spend:.5f} (${spend / n:.6f}/query)")
+    print(f"  always {best:<22} accuracy {100 * np.mean(best_right):5.1f}%   spend ${best_spend:.5f} (${best_spend / n:.6f}/query)")
+    print(f"  UniRoute spent {100 * spend / best_spend:.0f}% of what always-{best} cost.")
     print(f"\nDone in {time.perf_counter() - start:.0f} s.")
 
 
