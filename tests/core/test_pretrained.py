@@ -297,3 +297,25 @@ def test_build_is_reproducible_on_a_small_subset(data_dir, embedder, tmp_path):
     assert router.route("What is 2 + 2?").model in router.models_
     train_ids = json.loads((tmp_path / "a" / "manifest.json").read_text())["training"]["n"]
     assert train_ids > 200
+
+
+def test_bundled_validation_embeddings_are_primed(no_shared, monkeypatch):
+    """A budget or quality floor calibrates on the bundled prompts: loading puts their shipped
+    vectors in the embedder's memory, so they are not embedded again (~30 s on 2 cores)."""
+    from unirouter.embedding.embedders import SentenceTransformerEmbedder
+    from unirouter.pretrained import validation_embeddings
+
+    fresh = SentenceTransformerEmbedder(cache=None)  # no disk cache: only priming can avoid the model
+    router = load_pretrained("kmeans", embedder=fresh)
+
+    def refuse(texts):
+        raise AssertionError(f"{len(texts)} bundled prompts were embedded again")
+
+    monkeypatch.setattr(fresh, "_compute", refuse)
+    vs = router.validation_set_
+    np.testing.assert_array_equal(fresh.embed(vs.prompts), validation_embeddings())
+    gamma, _, _ = router.predict(vs.prompts[:20])
+    assert gamma.shape[0] == 20
+    # An embedder without an in-memory cache is left alone (nothing to prime) and still loads.
+    plain = load_pretrained("kmeans", embedder=SentenceTransformerEmbedder(cache=None, memory_cache=0))
+    assert plain.embedder_.memory_cache_ is None

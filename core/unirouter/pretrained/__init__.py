@@ -132,6 +132,7 @@ def load_pretrained(
         msg = f"{root / 'routers' / method} was built on another validation set than validation.jsonl; reinstall unirouter."
         raise PersistenceError(msg, path=root / "routers" / method)
     router.validation_set_ = vs
+    _prime_embeddings(router, vs, root)
     if models is not None:
         keep = [models] if isinstance(models, str) else list(models)
         known = set(router.models_)
@@ -145,6 +146,23 @@ def load_pretrained(
     if cost_weight is not None:
         router.cost_weight = cost_weight
     return router
+
+
+def _prime_embeddings(router: Any, vs: ValidationSet, root: Path) -> None:
+    """Put the bundled validation embeddings in the embedder's in-memory cache.
+
+    Calibrating a budget or a quality floor predicts on the bundled prompts; without this, the
+    first such call embeds all ~500 of them again (about half a minute on a 2-core CPU). Done
+    only when the embedder is the one the bundle was embedded with and its cache can hold them.
+    """
+    from unirouter.embedding.embedders import EmbeddingCache
+
+    emb = router.embedder_
+    mem = getattr(emb, "memory_cache_", None)
+    if mem is None or mem.maxsize < len(vs.prompts) or getattr(emb, "name", None) != manifest(data_dir=root)["embedder"]:
+        return
+    vectors = validation_embeddings(data_dir=root)
+    mem.put_many([(emb.name, EmbeddingCache.key(p)) for p in vs.prompts], list(vectors))
 
 
 def _priced(router: Any, cost: Any) -> Any:
