@@ -132,7 +132,7 @@ def _wrong(reference: str, fmt: str) -> str:
     """An answer that is certainly not ``reference`` (a recorded failure, in the same format)."""
     if fmt == "number":
         try:
-            return str(float(reference) + 1)
+            return f"{-2 * (abs(float(reference)) + 1):g}"  # far outside any tolerance of the reference
         except ValueError:
             return "0"
     return "None" if reference.strip() != "None" else "0"
