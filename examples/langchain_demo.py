@@ -80,7 +80,10 @@ def held_out(mmlu: Any, record_names: list[str], n: int, seed: int) -> tuple[lis
 
     ds = mmlu.dataset
     fam = load_families(default_data_dir())
-    val = select_validation(fam, per_category=24, per_task=55, seed=manifest()["seed"])
+    groups = manifest()["validation"]["groups"]  # prompts per group, as the build chose them
+    per_category = max(n for g, n in groups.items() if g.startswith("mmlu_pro/"))
+    per_task = max(n for g, n in groups.items() if not g.startswith("mmlu_pro/"))
+    val = select_validation(fam, per_category=per_category, per_task=per_task, seed=manifest()["seed"])
     if {fam["items"][i].text for i in val} != set(validation_set().prompts):
         sys.exit("cannot reproduce the bundle's prompt selection from ../shared/data (another data version?)")
     train = select_training(fam, val, max_per_source=manifest()["training"]["max_per_source"], seed=manifest()["seed"])
