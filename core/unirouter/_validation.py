@@ -208,7 +208,7 @@ def check_is_fitted(obj: Any, attribute: str = "centroids_") -> None:
 def check_int(value: Any, name: str, *, low: int) -> None:
     """An integer parameter (numpy ints too, never a bool) of at least ``low``."""
     if isinstance(value, bool) or not isinstance(value, Integral) or value < low:
-        msg = f"{name} must be an int >= {low}. Got {type(value).__name__}: {value!r:.60}."
+        msg = f"{name} must be an int >= {low}. Got {value!r:.60}."
         raise InvalidInputError(msg)
 
 
@@ -225,9 +225,14 @@ def check_real(
 
     ``low_open``/``high_open`` exclude the bound itself. Returns the value as a float.
     """
-    lo = "(" if low_open else "["
-    hi = ")" if high_open else "]"
-    rng = f"in {lo}{'-inf' if low is None else f'{low:g}'}, {'inf' if high is None else f'{high:g}'}{hi}"
+    if low is not None and high is not None:
+        rng = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    elif low is not None:
+        rng = f"{'>' if low_open else '>='} {low:g}"
+    elif high is not None:
+        rng = f"{'<' if high_open else '<='} {high:g}"
+    else:
+        rng = "(not NaN or inf)"
     if isinstance(value, bool) or not isinstance(value, (Real, np.floating, np.integer)):
         msg = f"{name} must be a finite number {rng}. Got {type(value).__name__}: {value!r:.60}."
         raise InvalidInputError(msg)

@@ -36,9 +36,8 @@ __all__ = ["calibrate_cost_weight", "routing_summary"]
 
 
 def _check_router(router: Any) -> None:
-    from unirouter.routers.base import BaseRouter  # here: base imports this module lazily
-
-    if not isinstance(router, BaseRouter):
+    # Duck-typed: importing BaseRouter here would make an import circle (base imports this module).
+    if not all(callable(getattr(router, a, None)) for a in ("predict", "_check_fitted", "_gamma_cost")):
         msg = f"router must be a fitted unirouter router (UniRouter, DifficultyRouter, KNNRouter, ...). Got {type(router).__name__}."
         raise InvalidInputError(msg)
     router._check_fitted()
@@ -135,10 +134,10 @@ def calibrate_cost_weight(
         msg = f"give exactly one target among {list(targets)}; got {sorted(given) or 'none'}."
         raise InvalidInputError(msg)
     (kind, value), = given.items()
-    if kind == "budget":
-        value = check_real(value, "budget", low=0.0)
-    else:  # a fraction
-        value = check_real(value, kind, low=0.0, high=1.0)
+    value = check_real(value, kind, low=0.0)
+    if kind != "budget" and value > 1:
+        msg = f"{kind} is a fraction and must lie in [0, 1]. Got {value!r}."
+        raise InvalidInputError(msg)
     _check_router(router)
     honest = check_bool(honest, "honest")
     check_int(n_folds, "n_folds", low=2)
