@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
 
 from unirouter._validation import check_prompt, check_prompts
 from unirouter.exceptions import (
@@ -145,7 +145,7 @@ class RoutingOptions(BaseModel):
 
     @field_validator(*_NUMBER_OPTIONS, mode="before")
     @classmethod
-    def _numbers_are_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+    def _numbers_are_numbers(cls, value: Any) -> Any:
         # pydantic's lax mode would read True as 1 and "0.5" as 0.5; a routing knob given as a bool or
         # a string is a mistake (a config value in the wrong place), so say so.
         if isinstance(value, (bool, np.bool_, str, bytes)):
