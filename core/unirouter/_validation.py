@@ -17,12 +17,15 @@ __all__ = [
     "check_cost",
     "check_cost_weight",
     "check_costs",
+    "check_bool",
+    "check_choice",
     "check_embeddings",
     "check_is_fitted",
     "check_known_labels",
     "check_model_name",
     "check_prompt",
     "check_prompts",
+    "check_real",
     "check_scores",
 ]
 
@@ -205,8 +208,59 @@ def check_is_fitted(obj: Any, attribute: str = "centroids_") -> None:
 def check_int(value: Any, name: str, *, low: int) -> None:
     """An integer parameter (numpy ints too, never a bool) of at least ``low``."""
     if isinstance(value, bool) or not isinstance(value, Integral) or value < low:
-        msg = f"{name} must be an int >= {low}. Got {value!r}."
+        msg = f"{name} must be an int >= {low}. Got {value!r:.60}."
         raise InvalidInputError(msg)
+
+
+def check_real(
+    value: Any,
+    name: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
+    """A finite real parameter (numpy scalars too, never a bool or a string) in [low, high].
+
+    ``low_open``/``high_open`` exclude the bound itself. Returns the value as a float.
+    """
+    if low is not None and high is not None:
+        rng = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    elif low is not None:
+        rng = f"{'>' if low_open else '>='} {low:g}"
+    elif high is not None:
+        rng = f"{'<' if high_open else '<='} {high:g}"
+    else:
+        rng = "(not NaN or inf)"
+    if isinstance(value, bool) or not isinstance(value, (Real, np.floating, np.integer)):
+        msg = f"{name} must be a finite number {rng}. Got {type(value).__name__}: {value!r:.60}."
+        raise InvalidInputError(msg)
+    v = float(value)
+    if (
+        not math.isfinite(v)
+        or (low is not None and (v < low or (low_open and v == low)))
+        or (high is not None and (v > high or (high_open and v == high)))
+    ):
+        msg = f"{name} must be a finite number {rng}. Got {v!r}."
+        raise InvalidInputError(msg)
+    return v
+
+
+def check_choice(value: Any, name: str, choices: Sequence[Any]) -> Any:
+    """One of a few allowed values (compared by equality, hashable or not)."""
+    if not any(type(value) is type(c) and value == c for c in choices):
+        msg = f"{name} must be one of {tuple(choices)}. Got {value!r:.60}."
+        raise InvalidInputError(msg)
+    return value
+
+
+def check_bool(value: Any, name: str) -> bool:
+    """A real bool (numpy's too): a string such as 'false' would otherwise count as True."""
+    if not isinstance(value, (bool, np.bool_)):
+        msg = f"{name} must be True or False. Got {type(value).__name__}: {value!r:.60}."
+        raise InvalidInputError(msg)
+    return bool(value)
 
 
 def check_random_state(random_state: Any) -> None:

@@ -723,6 +723,19 @@ def as_embedder(obj: Embedder | str | Callable[[list[str]], Any] | None, *, cach
     raise InvalidInputError(msg)
 
 
+def check_embedder(obj: Any) -> None:
+    """Refuse what :func:`as_embedder` cannot use, without building it (no model load)."""
+    if obj is None or _is_embedder(obj) or callable(obj):
+        return
+    if isinstance(obj, str) and obj.strip():
+        return
+    msg = (
+        "embedder must be None (the default MiniLM), a sentence-transformers model name, an Embedder or a "
+        f"callable (list of str -> array). Got {type(obj).__name__}: {obj!r:.60}."
+    )
+    raise InvalidInputError(msg)
+
+
 def _is_embedder(obj: Any) -> bool:
     """``isinstance(obj, Embedder)`` without touching properties: ``hasattr(obj, "dim")`` would load
     a lazy model (seconds, hundreds of MB) just to answer the question."""

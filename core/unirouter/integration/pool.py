@@ -28,7 +28,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
 
 from unirouter._validation import check_prompt, check_prompts
 from unirouter.exceptions import (
@@ -61,6 +62,21 @@ CONFIG_KEYS = (
 )
 _TARGETS = ("budget", "quality_floor", "max_top_share")
 _CANDIDATES = "candidates.json"
+
+
+_NUMBER_OPTIONS = ("cost_weight", "budget", "quality_floor", "max_top_share", "max_fallbacks", "call_timeout", "switch_cost")
+
+
+def _typed_options_error(e: ValidationError, data: Mapping[str, Any]) -> InvalidInputError:
+    """The first pydantic error as an InvalidInputError naming the option and the fix."""
+    err = e.errors()[0]
+    key = ".".join(str(p) for p in err["loc"]) or "options"
+    got = data.get(str(err["loc"][0]), None) if err["loc"] else None
+    if err["type"] == "extra_forbidden":
+        msg = f"unknown routing option {key!r}; valid options: {list(CONFIG_KEYS)}."
+    else:
+        msg = f"routing option {key!r} is invalid: {err['msg']}. Got {got!r:.60}."
+    return InvalidInputError(msg)
 
 
 class RoutingOptions(BaseModel):
@@ -109,7 +125,7 @@ class RoutingOptions(BaseModel):
 
     cost_weight: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     budget: float | None = Field(default=None, gt=0, allow_inf_nan=False)
-    budget_pacing: bool = True
+    budget_pacing: StrictBool = True
     quality_floor: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)
     max_top_share: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)
     force_model: str | None = None
@@ -117,9 +133,25 @@ class RoutingOptions(BaseModel):
     excluded_models: tuple[str, ...] | None = None
     max_fallbacks: int = Field(default=2, ge=0)
     is_failed_answer: Callable[[str], bool] | None = Field(default=None, exclude=True)
-    call_timeout: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    call_timeout: float | None = Field(default=None, gt=0, le=threading.TIMEOUT_MAX, allow_inf_nan=False)
     session: str | None = None
     switch_cost: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as e:
+            raise _typed_options_error(e, data) from None
+
+    @field_validator(*_NUMBER_OPTIONS, mode="before")
+    @classmethod
+    def _numbers_are_numbers(cls, value: Any) -> Any:
+        # pydantic's lax mode would read True as 1 and "0.5" as 0.5; a routing knob given as a bool or
+        # a string is a mistake (a config value in the wrong place), so say so.
+        if isinstance(value, (bool, np.bool_, str, bytes)):
+            msg = f"must be a number, not {type(value).__name__}"
+            raise ValueError(msg)
+        return value
 
     @classmethod
     def parse(cls, value: RoutingOptions | Mapping[str, Any] | None) -> RoutingOptions:
@@ -142,14 +174,7 @@ class RoutingOptions(BaseModel):
         try:
             return cls.model_validate(data, strict=False)
         except ValidationError as e:
-            err = e.errors()[0]
-            key = ".".join(str(p) for p in err["loc"]) or "options"
-            got = data.get(str(err["loc"][0]), None) if err["loc"] else None
-            if err["type"] == "extra_forbidden":
-                msg = f"unknown routing option {key!r}; valid options: {list(CONFIG_KEYS)}."
-            else:
-                msg = f"routing option {key!r} is invalid: {err['msg']}. Got {got!r}."
-            raise InvalidInputError(msg) from None
+            raise _typed_options_error(e, data) from None
 
     def merged(self, override: RoutingOptions | Mapping[str, Any] | None) -> RoutingOptions:
         """These options with the keys set in ``override`` replaced (per-call values win)."""

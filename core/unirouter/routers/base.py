@@ -36,7 +36,7 @@ from unirouter._validation import (
     check_scores,
 )
 from unirouter.data.datasets import ValidationSet
-from unirouter.embedding.embedders import Embedder, EmbedderIdentity, as_embedder
+from unirouter.embedding.embedders import Embedder, EmbedderIdentity, as_embedder, check_embedder
 from unirouter.exceptions import (
     DuplicateModelError,
     InvalidInputError,
@@ -217,6 +217,14 @@ class BaseRouter(ParamsMixin):
 
     def _fitted_attribute(self) -> str:
         return "validation_labels_"
+
+    def _check_params(self) -> None:
+        """Check the parameters every router has (scikit-learn style: at fit time, the constructor
+        only stores). Subclasses check their own after calling this."""
+        cw = getattr(self, "cost_weight", None)
+        if cw is not None:
+            check_cost_weight(cw)
+        check_embedder(getattr(self, "embedder", None))
 
     def _check_fitted(self) -> None:
         check_is_fitted(self, self._fitted_attribute())
@@ -631,7 +639,9 @@ class BaseRouter(ParamsMixin):
         ]
 
     def _default_cost_weight(self) -> float:
-        return float(getattr(self, "cost_weight", 0.0) or 0.0)
+        # Checked here too: set_params() after fit may have stored anything.
+        cw = getattr(self, "cost_weight", None)
+        return 0.0 if cw is None else check_cost_weight(cw)
 
     # -- calibration and persistence ----------------------------------------------------------
     def calibrate(self, prompts: Sequence[str] | None = None, *, embeddings: Any = None, **target: Any) -> float:

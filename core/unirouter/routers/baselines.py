@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from unirouter.routers.base import BaseRouter
-from unirouter._validation import check_embeddings, check_int
+from unirouter._validation import check_embeddings, check_int, check_prompt, check_prompts
 from unirouter.data.datasets import ValidationSet
 from unirouter.exceptions import InvalidInputError
 from unirouter.profiles import ModelProfile, ProfilingStats
@@ -92,6 +92,7 @@ class ZeroRouter(BaseRouter):
         -------
         self
         """
+        self._check_params()
         vs, xv = self._validation_inputs(validation, validation_embeddings)
         self._finish_fit(vs, xv, np.zeros(xv.shape[0], dtype=np.int64), 1)
         return self
@@ -101,16 +102,17 @@ class ZeroRouter(BaseRouter):
         return np.zeros((len(texts), 1), dtype=np.float32)
 
     def _prepare_x(self, prompts: Any, embeddings: Any, *, single: bool) -> np.ndarray:
-        # The decision does not depend on the prompt: never embed, only count rows.
+        # The decision does not depend on the prompt: never embed, only count rows (checked all the
+        # same, so bad input fails here as it does with every other router).
         if embeddings is not None:
-            x = np.asarray(embeddings, dtype=np.float32)
-            return x.reshape(1, -1) if x.ndim == 1 else x
+            return check_embeddings(embeddings)
         if prompts is None:
             msg = "give prompts or embeddings= to route."
             raise InvalidInputError(msg)
         if single:
+            check_prompt(prompts)
             return np.zeros((1, 1), dtype=np.float32)
-        return np.zeros((len(list(prompts)), 1), dtype=np.float32)
+        return np.zeros((len(check_prompts(prompts)), 1), dtype=np.float32)
 
     def _weights(self, x: np.ndarray) -> np.ndarray:
         return np.ones((x.shape[0], 1), dtype=np.float32)
@@ -180,11 +182,15 @@ class KNNRouter(BaseRouter):
         -------
         self
         """
-        check_int(self.n_neighbors, "n_neighbors", low=1)
+        self._check_params()
         vs, xv = self._validation_inputs(validation, validation_embeddings)
         self.validation_embeddings_ = np.ascontiguousarray(xv, dtype=np.float32)
         self._finish_fit(vs, xv, np.arange(xv.shape[0], dtype=np.int64), xv.shape[0])
         return self
+
+    def _check_params(self) -> None:
+        super()._check_params()  # cost_weight, embedder
+        check_int(self.n_neighbors, "n_neighbors", low=1)
 
     def _prior_strength(self) -> float:
         return 0.0

@@ -29,9 +29,18 @@ from typing import Any
 
 import numpy as np
 
+from unirouter._validation import check_bool, check_int, check_random_state, check_real
 from unirouter.exceptions import InvalidInputError
 
 __all__ = ["calibrate_cost_weight", "routing_summary"]
+
+
+def _check_router(router: Any) -> None:
+    # Duck-typed: importing BaseRouter here would make an import circle (base imports this module).
+    if not all(callable(getattr(router, a, None)) for a in ("predict", "_check_fitted", "_gamma_cost")):
+        msg = f"router must be a fitted unirouter router (UniRouter, DifficultyRouter, KNNRouter, ...). Got {type(router).__name__}."
+        raise InvalidInputError(msg)
+    router._check_fitted()
 
 
 def _choices(gamma: np.ndarray, cost: np.ndarray, lam: float) -> np.ndarray:
@@ -125,12 +134,14 @@ def calibrate_cost_weight(
         msg = f"give exactly one target among {list(targets)}; got {sorted(given) or 'none'}."
         raise InvalidInputError(msg)
     (kind, value), = given.items()
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value < 0:
-        msg = f"{kind} must be a finite number >= 0. Got {value!r}."
-        raise InvalidInputError(msg)
+    value = check_real(value, kind, low=0.0)
     if kind != "budget" and value > 1:
         msg = f"{kind} is a fraction and must lie in [0, 1]. Got {value!r}."
         raise InvalidInputError(msg)
+    _check_router(router)
+    honest = check_bool(honest, "honest")
+    check_int(n_folds, "n_folds", low=2)
+    check_random_state(random_state)
     if prompts is None and embeddings is None:
         vs = getattr(router, "validation_set_", None)
         if vs is None:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from unirouter._validation import as_rng
-from unirouter.exceptions import ConvergenceWarning, InvalidInputError
+from unirouter.exceptions import ConvergenceWarning, InvalidInputError, UniRouterError
 
 __all__ = ["KMeansMap", "LearnedMap", "fit_kmeans"]
 
@@ -104,6 +104,14 @@ class LearnedMap:
         torch.set_num_threads(1)
         try:
             return cls._fit(*args, **kwargs)
+        except UniRouterError:
+            raise
+        except Exception as e:  # torch's own errors (RuntimeError, ...) surface typed, chained
+            msg = (
+                f"training the learned cluster map failed in torch ({type(e).__name__}: {e}). Lower learning_rate "
+                "or init_temperature, and check that the embeddings are finite and of moderate scale."
+            )
+            raise InvalidInputError(msg) from e
         finally:
             torch.set_num_threads(threads)
 

@@ -500,6 +500,7 @@ class DifficultyRouter(BaseRouter):
         self.prior_folds = prior_folds
 
     def _check_params(self) -> None:
+        super()._check_params()  # cost_weight, embedder
         for name, low in (
             ("n_factors", 0),
             ("n_clusters", 0),

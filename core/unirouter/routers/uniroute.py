@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from numbers import Real
 from typing import Any
 
 import numpy as np
 
 from unirouter.routers.base import BaseRouter, RoutingDecision
 from unirouter.routers.cluster_maps import KMeansMap, LearnedMap, fit_kmeans
-from unirouter._validation import check_cost_weight, check_int, check_known_labels, check_random_state
+from unirouter._validation import check_choice, check_int, check_known_labels, check_random_state, check_real
 from unirouter.data.datasets import RoutingDataset, ValidationSet
 from unirouter.exceptions import InvalidInputError, UniRouterWarning
 from unirouter.profiles import cluster_statistics
@@ -30,6 +29,9 @@ from unirouter.profiles import cluster_statistics
 __all__ = ["RoutingDecision", "UniRouter"]
 
 _METHODS = ("kmeans", "learned")
+_MAX_TEMPERATURE = 1e4
+_MAX_LEARNING_RATE = 10.0
+_MAX_L2 = 1e4
 
 
 class UniRouter(BaseRouter):
@@ -108,30 +110,23 @@ class UniRouter(BaseRouter):
         self.batch_size = batch_size
 
     def _check_params(self) -> None:
+        super()._check_params()  # cost_weight, embedder
         check_int(self.n_clusters, "n_clusters", low=1)
-        if self.method not in _METHODS:
-            msg = f"method must be one of {_METHODS}. Got {self.method!r}."
-            raise InvalidInputError(msg)
-        if not isinstance(self.prior_strength, Real) or not np.isfinite(self.prior_strength) or self.prior_strength < 0:
-            msg = f"prior_strength must be a finite number >= 0. Got {self.prior_strength!r}."
-            raise InvalidInputError(msg)
+        check_choice(self.method, "method", _METHODS)
+        check_real(self.prior_strength, "prior_strength", low=0.0)
         check_random_state(self.random_state)
         check_int(self.n_init, "n_init", low=1)
-        if self.cost_weight is not None:
-            check_cost_weight(self.cost_weight)
         # The learned map's settings (checked for both methods: a bad value is a bug either way).
         check_int(self.max_epochs, "max_epochs", low=0)  # 0 = the K-means initialisation, untrained
         check_int(self.patience, "patience", low=1)
         check_int(self.batch_size, "batch_size", low=1)
-        for name, low, strict in (("init_temperature", 0.0, True), ("learning_rate", 0.0, True), ("l2", 0.0, False)):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, Real) or not np.isfinite(v) or v < low or (strict and v == low):
-                msg = f"{name} must be a finite number {'>' if strict else '>='} {low:g}. Got {v!r}."
-                raise InvalidInputError(msg)
-        hf = self.holdout_fraction
-        if isinstance(hf, bool) or not isinstance(hf, Real) or not 0.0 <= hf < 1.0:
-            msg = f"holdout_fraction must be a number in [0, 1). Got {hf!r}."
-            raise InvalidInputError(msg)
+        # Upper bounds: beyond them float32 training overflows (theta = temperature * centroid; an
+        # Adam step moves each weight by about learning_rate, on unit-norm embeddings) or the L2 term
+        # alone decides the map. Values that large are typos, not settings.
+        check_real(self.init_temperature, "init_temperature", low=0.0, low_open=True, high=_MAX_TEMPERATURE)
+        check_real(self.learning_rate, "learning_rate", low=0.0, low_open=True, high=_MAX_LEARNING_RATE)
+        check_real(self.l2, "l2", low=0.0, high=_MAX_L2)
+        check_real(self.holdout_fraction, "holdout_fraction", low=0.0, high=1.0, high_open=True)
 
     def fit(
         self,
