@@ -827,6 +827,7 @@ class CandidatePool:
         *,
         usage_of: Callable[[T], tuple[Any, str | None]] | None = None,
         sent: str | None = None,
+        defer_settle: bool = False,
     ) -> tuple[T, list[dict[str, Any]]]:
         """Call ``fn(name)`` on the chosen model, then the next best while it raises or its answer
         counts as failed (see ``RoutingOptions.is_failed_answer``).
@@ -837,7 +838,8 @@ class CandidatePool:
         record's ``settled`` attribute holds what :meth:`settle` reports (``realised_cost``,
         ``cost_source``, ``budget``): ``usage_of(result)`` gives the usage the model reported and its
         response text, ``sent`` the prompt sent (both optional: without them the cost is estimated or
-        the expected cost stands in).
+        the expected cost stands in). ``defer_settle=True`` leaves that to the caller, for a result
+        whose cost is known only later (a stream: settle once its last chunk, with the usage, is in).
         """
         opts = self.resolve(options)
         cands = self._candidates  # the snapshot this call resolves names against
@@ -855,7 +857,8 @@ class CandidatePool:
                     errors.append(e)
                     continue
                 attempts.append({"model": name, "ok": True})
-                attempts.settled = self._settle_result(decision, attempts, options, result, usage_of, sent)
+                if not defer_settle:
+                    attempts.settled = self._settle_result(decision, attempts, options, result, usage_of, sent)
                 return result, attempts
         finally:
             _IN_FLIGHT.reset(token)
@@ -869,6 +872,7 @@ class CandidatePool:
         *,
         usage_of: Callable[[T], tuple[Any, str | None]] | None = None,
         sent: str | None = None,
+        defer_settle: bool = False,
     ) -> tuple[T, list[dict[str, Any]]]:
         """Async :meth:`run_with_fallbacks`."""
         opts = self.resolve(options)
@@ -892,7 +896,8 @@ class CandidatePool:
                     errors.append(e)
                     continue
                 attempts.append({"model": name, "ok": True})
-                attempts.settled = self._settle_result(decision, attempts, options, result, usage_of, sent)
+                if not defer_settle:
+                    attempts.settled = self._settle_result(decision, attempts, options, result, usage_of, sent)
                 return result, attempts
         finally:
             _IN_FLIGHT.reset(token)
