@@ -290,7 +290,7 @@ def test_paced_top_share_converges_to_the_cap_where_the_calibrated_weight_misses
     assert {d.cost_weight for d in pool.decide_batch(test.texts[:3], {"max_top_share": cap, "top_share_pacing": False})} == {lam_static}
     assert lam0 == pytest.approx(max(lam_static, pacer.min_cost_weight))
     by_group = {g: static[groups == g].mean() for g in set(groups)}
-    heavy = sorted(by_group, key=by_group.get, reverse=True)[:3]
+    heavy = sorted(by_group, key=lambda g: (-by_group[g], g))[:3]
     rows = np.flatnonzero(np.isin(groups, heavy))
     stream = np.concatenate([np.random.default_rng(s).permutation(rows) for s in range(10)])[:600]
     static_share = static[stream].mean()
