@@ -305,3 +305,7 @@ def test_paced_top_share_converges_to_the_cap_where_the_calibrated_weight_misses
     assert static_share > cap + 0.1, static_share
     assert abs(paced_share - cap) < 0.05, paced_share
     assert abs(float(np.mean(answered[len(answered) // 2 :])) - cap) < 0.05
+    # a cap of 0 is not paced (no pacer can target a zero share): the calibrated weight stands
+    zero = pool.decide_batch(test.texts[:3], {"max_top_share": 0.0})
+    assert {d.cost_weight for d in zero} == {calibrate_cost_weight(router_copy, router_copy.validation_set_.prompts, max_top_share=0.0)}
+    assert "top_share" not in pool.settle(zero[0], [{"model": zero[0].model, "ok": True}], {"max_top_share": 0.0})

@@ -331,9 +331,8 @@ class CandidatePool:
         self._candidates: dict[str, Candidate] = {}
         self._lock = threading.RLock()
         self._budget_lams: dict[tuple[str, float, tuple[str, ...]], float] = {}
-        # (target kind, value, sorted models) -> BudgetPacer; and for "max_top_share" the top model
+        # (target kind, value, sorted models) -> BudgetPacer ("max_top_share" pacers carry .top_model)
         self._pacers: dict[tuple[str, float, tuple[str, ...]], Any] = {}
-        self._pacer_top: dict[tuple[str, float, tuple[str, ...]], str] = {}
         self._pricer: Any = None
         self._sessions: OrderedDict[str, str] = OrderedDict()  # session -> model that answered last
         self.savings: Any = None
@@ -508,7 +507,7 @@ class CandidatePool:
             return None
         if opts.budget is not None and opts.budget_pacing:
             return ("budget", float(opts.budget))
-        if opts.max_top_share is not None and opts.top_share_pacing:
+        if opts.max_top_share is not None and opts.max_top_share > 0 and opts.top_share_pacing:  # 0: calibrated, never the top model
             return ("max_top_share", float(opts.max_top_share))
         return None
 
