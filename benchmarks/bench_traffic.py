@@ -11,7 +11,10 @@ Sections (each can be run alone with ``--only``):
   throughout; paced = :class:`unirouter.routers.pacing.BudgetPacer` started at the same weight and told
   each call's realised cost. Figure: realised mean spend / budget, and accuracy.
 * ``floor``: ``quality_floor``, ``max_quality_drop`` and ``max_top_share`` calibrated on the validation
-  prompts vs what the held-out test prompts realise (predicted error vs ``honest=True``, out of fold).
+  prompts vs what the held-out test prompts realise (predicted error vs ``honest=True``, out of fold);
+  ``max_top_share`` also replayed call by call (1,500 calls: the same mix, and only the 3 test
+  categories the calibrated weight sends most to the top model) with the
+  calibrated weight (static) and with the pool's top-share pacer (paced).
 * ``price``: expected cost of long prompts (the question inside a 40,000-character context) from the
   router's profile alone vs :class:`unirouter.profiling.pricing.CallPricer` (input tokens of the prompt sent at
   each model's price + expected output), against the true cost of the call.
@@ -335,11 +338,24 @@ def floor_section(d: dict[str, Any], seed: int) -> tuple[str, dict[str, Any]]:
             realised = float((router.choose(x, lam) == top).mean())
             raw.append({"method": method, "target": "max_top_share", "value": share, "realised": realised})
             rows_md.append([method, f"max_top_share={share}", "predicted", f"{share:.3f}", f"{realised:.3f}", f"{realised - share:+.3f}", "-"])
+            for stream_name in ("same mix", "top-heavy categories"):
+                r = paced_top_share(router, d, share, stream_name, seed)
+                raw.append({"method": method, "target": "max_top_share", "value": share, **r})
+                for how in ("static", "paced"):
+                    rows_md.append(
+                        [method, f"max_top_share={share}", f"{how}, {stream_name} ({r['calls']} calls)", f"{share:.3f}",
+                         f"{r[how]:.3f}", f"{r[how] - share:+.3f}", f"{r[how + '_cost']:.5f}"]
+                    )
+                print(rows_md[-2:], flush=True)
     md = (
         f"Targets calibrated on the {N_VAL} validation prompts, realised on {len(mix)} held-out test prompts "
         "(recorded correctness). `predicted` = the router's predicted error (in-sample); `out-of-fold` = "
         "`calibrate_cost_weight(..., honest=True)`. For `max_quality_drop` the target on test is the best single model's "
-        "test accuracy minus the drop.\n\n"
+        "test accuracy minus the drop. `max_top_share` rows `static`/`paced`: 1,500 calls replayed one by one from the "
+        "held-out mix, or from only the 3 categories the calibrated weight sends most to the top model (a shift); "
+        "`realised` = share of calls answered by the top model (the most expensive on the validation prompts); static = "
+        "the calibrated weight, paced = `CandidatePool.top_share_pacer` (the weight moved after every call). The cap is a "
+        "maximum: a share below it (the learned map never sends these prompts to gpt-4o, even at lambda = 0) gives up nothing.\n\n"
         + table(["map", "target", "calibration", "target on test", "realised", "realised - target", "mean cost $"], rows_md)
     )
     return md, {"floor": raw}
@@ -402,6 +418,48 @@ def sticky_section(d: dict[str, Any], seed: int) -> tuple[str, dict[str, Any]]:
         + table(["switch_cost", "switches / conversation", "accuracy", "input $ / conversation"], rows_md)
     )
     return md, {"sticky": raw}
+
+
+def paced_top_share(router: Any, d: dict[str, Any], share: float, stream_name: str, seed: int, calls: int = 1500) -> dict[str, Any]:
+    """``max_top_share`` on a replayed stream of held-out prompts: the weight calibrated on the validation
+    prompts throughout (static) vs the pool's top-share pacer (``CandidatePool.top_share_pacer``, fed
+    1 when its top model answered, else 0). Share of calls answered by that model, and mean cost."""
+    from unirouter.integration import CandidatePool
+
+    test = d["test"]
+    pool = CandidatePool(router)
+    for name in router.models_:
+        pool.add(name, object(), None, cost=float(np.nanmean(d["val"].cost[:, d["val"].model_index([name])[0]])))
+    pacer = pool.top_share_pacer(share)
+    names = list(router.models_)
+    top = names.index(pacer.top_model)
+    cost_true = test.cost[:, test.model_index(names)]
+    rows = d["test_streams"]["same mix"]
+    if stream_name == "top-heavy categories":  # a shift: the 3 categories the static weight sends most to the top model
+        groups = np.asarray(test.groups)[rows]
+        on_top = router.choose(d["x_test"][rows], pacer.initial_cost_weight) == top
+        by_group = {g: on_top[groups == g].mean() for g in set(groups)}
+        rows = rows[np.isin(groups, sorted(by_group, key=lambda g: (-by_group[g], g))[:3])]
+    stream = _stream(rows, calls, np.random.default_rng(seed))
+    x = d["x_test"][stream]
+    static = router.choose(x, pacer.initial_cost_weight)
+    paced = np.empty(len(stream), dtype=int)
+    for k in range(len(stream)):
+        paced[k] = int(router.choose(x[k : k + 1], pacer.cost_weight)[0])
+        pacer.update(1.0 if paced[k] == top else 0.0)
+    return {
+        "stream": stream_name,
+        "calls": len(stream),
+        "top_model": pacer.top_model,
+        "calibrated_cost_weight": pacer.initial_cost_weight,
+        "final_cost_weight": pacer.cost_weight,
+        "min_cost_weight": pacer.min_cost_weight,
+        "static": float((static == top).mean()),
+        "paced": float((paced == top).mean()),
+        "paced_second_half": float((paced[len(paced) // 2 :] == top).mean()),
+        "static_cost": float(cost_true[stream, static].mean()),
+        "paced_cost": float(cost_true[stream, paced].mean()),
+    }
 
 
 SECTIONS = {"budget": budget_section, "routing_text": routing_text_section, "price": price_section, "floor": floor_section, "sticky": sticky_section}

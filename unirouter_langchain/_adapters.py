@@ -162,14 +162,17 @@ def decide_ahead(
     override: Any,
     needs: Callable[[Any], set[str]] | None = None,
 ) -> list[Any]:
-    """``configs`` carrying decisions made with one embedding call per distinct set of options.
+    """``configs`` carrying the decisions the inputs would get one by one, made with one embedding call.
 
-    Inputs whose text or options are invalid keep their config: their own call raises the error, so
-    ``batch(..., return_exceptions=True)`` reports it for that input only. ``needs(input)`` names
-    the capabilities an input requires (only capable candidates are ranked for it).
+    The decisions are made in input order, as :meth:`CandidatePool.decide_batch` makes them: an input
+    of a thread (``thread_id``, ``session``) is sticky to the model chosen for the thread's earlier
+    inputs, and a paced budget or top share steps after each input. Inputs whose text or options are
+    invalid keep their config: their own call raises the error, so ``batch(...,
+    return_exceptions=True)`` reports it for that input only. ``needs(input)`` names the
+    capabilities an input requires (only capable candidates are ranked for it).
     """
-    groups: dict[str, list[tuple[int, str, str]]] = {}
-    options: dict[str, RoutingOptions] = {}
+    items: list[tuple[int, str, str, RoutingOptions]] = []
+    checked: dict[str, bool] = {}
     for i, (value, config) in enumerate(zip(inputs, configs)):
         try:
             opts = pool.resolve(call_options(config.get("configurable"), override))
@@ -180,16 +183,23 @@ def decide_ahead(
         except Exception:  # noqa: BLE001, S112 - re-raised by this input's own call
             continue
         key = opts.model_dump_json()
-        options[key] = opts
-        groups.setdefault(key, []).append((i, text, sent_text(messages)))
+        if key not in checked:
+            try:
+                pool.check_options(opts)
+                checked[key] = True
+            except Exception:  # noqa: BLE001 - re-raised by this input's own call
+                checked[key] = False
+        if checked[key]:
+            items.append((i, text, sent_text(messages), opts))
     out = list(configs)
-    for key, items in groups.items():
-        started = time.perf_counter()
-        decisions = pool.decide_batch([t for _, t, _ in items], options[key], sent=[s for _, _, s in items])
-        share = (time.perf_counter() - started) / len(items)
-        for (i, _, _), decision in zip(items, decisions):
-            extra = {DECISION_KEY: decision, SECONDS_KEY: share}
-            out[i] = {**out[i], "configurable": {**(out[i].get("configurable") or {}), **extra}}
+    if not items:
+        return out
+    started = time.perf_counter()
+    decisions = pool.decide_batch([t for _, t, _, _ in items], [o for _, _, _, o in items], sent=[s for _, _, s, _ in items])
+    share = (time.perf_counter() - started) / len(items)
+    for (i, _, _, _), decision in zip(items, decisions):
+        extra = {DECISION_KEY: decision, SECONDS_KEY: share}
+        out[i] = {**out[i], "configurable": {**(out[i].get("configurable") or {}), **extra}}
     return out
 
 

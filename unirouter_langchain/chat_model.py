@@ -442,15 +442,18 @@ class UniRouteChatModel(PoolMethods, BaseChatModel):
                 raise ValueError(_no_chunks(name))
             return first, chunks
 
-        (first, rest), attempts = self.pool.run_with_fallbacks(decision, options, start, sent=sent_text(messages))
+        sent = sent_text(messages)
+        (first, rest), attempts = self.pool.run_with_fallbacks(decision, options, start, sent=sent, defer_settle=True)
+        tally = _StreamTally(self.pool, decision, attempts, options, sent)
         previous = first
-        usage = None
-        for chunk in rest:
-            usage = _add_usage(usage, previous)
-            yield previous
-            previous = chunk
-        usage = _add_usage(usage, previous)
-        record = self._finish(state, decision, attempts, SimpleNamespace(usage_metadata=usage))
+        try:
+            for chunk in rest:
+                yield tally.add(previous)
+                previous = chunk
+            tally.add(previous)
+        finally:
+            tally.settle()  # also when the stream is abandoned or fails midway: its cost so far
+        record = self._finish(state, decision, attempts, SimpleNamespace(usage_metadata=tally.usage))
         emit(record, {"callbacks": child_callbacks(parent)})
         yield _last(previous, record)
 
@@ -473,15 +476,18 @@ class UniRouteChatModel(PoolMethods, BaseChatModel):
                 raise ValueError(_no_chunks(name))
             return first, chunks
 
-        (first, rest), attempts = await self.pool.arun_with_fallbacks(decision, options, start, sent=sent_text(messages))
+        sent = sent_text(messages)
+        (first, rest), attempts = await self.pool.arun_with_fallbacks(decision, options, start, sent=sent, defer_settle=True)
+        tally = _StreamTally(self.pool, decision, attempts, options, sent)
         previous = first
-        usage = None
-        async for chunk in rest:
-            usage = _add_usage(usage, previous)
-            yield previous
-            previous = chunk
-        usage = _add_usage(usage, previous)
-        record = self._finish(state, decision, attempts, SimpleNamespace(usage_metadata=usage))
+        try:
+            async for chunk in rest:
+                yield tally.add(previous)
+                previous = chunk
+            tally.add(previous)
+        finally:
+            tally.settle()
+        record = self._finish(state, decision, attempts, SimpleNamespace(usage_metadata=tally.usage))
         await aemit(record, {"callbacks": child_callbacks(parent, is_async=True)})
         yield _last(previous, record)
 
@@ -532,6 +538,34 @@ def _describe(config: RunnableConfig, decision: Any) -> None:
 
 def _no_chunks(name: str) -> str:
     return f"model {name!r} streamed no chunks."
+
+
+class _StreamTally:
+    """Sums a stream's usage and text as it goes, then settles the call's realised cost once.
+
+    LangChain providers report a stream's usage on its chunks (``usage_metadata``, usually the last
+    one), so the cost is known only at the end: :meth:`settle` prices that usage (or, where none
+    came, the text sent and received) and feeds the pool's pacer, like a whole answer does.
+    """
+
+    def __init__(self, pool: CandidatePool, decision: Any, attempts: Any, options: RoutingOptions, sent: str) -> None:
+        self.pool, self.decision, self.attempts, self.options, self.sent = pool, decision, attempts, options, sent
+        self.usage: Any = None
+        self.parts: list[str] = []
+        self.settled = False
+
+    def add(self, chunk: ChatGenerationChunk) -> ChatGenerationChunk:
+        self.usage = _add_usage(self.usage, chunk)
+        self.parts.append(chunk.text or "")
+        return chunk
+
+    def settle(self) -> None:
+        if self.settled:
+            return
+        self.settled = True
+        self.attempts.settled = self.pool.settle(
+            self.decision, self.attempts, self.options, usage=self.usage, prompt=self.sent, response="".join(self.parts)
+        )
 
 
 def _add_usage(total: Any, chunk: ChatGenerationChunk) -> Any:

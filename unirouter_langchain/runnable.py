@@ -51,17 +51,28 @@ def _no_chunks(name: str) -> str:
 
 
 class _Tally:
-    """Sums the token usage of streamed chunks (for the savings ledger)."""
+    """Sums the token usage and text of streamed chunks, for the realised cost of the call (settled
+    once the stream ends: providers report a stream's usage on its last chunk) and the savings ledger."""
 
     def __init__(self) -> None:
         self.total: Any = None
+        self.parts: list[str] = []
 
     def add(self, chunk: Any) -> Any:
-        """Count ``chunk``'s usage; return the chunk unchanged."""
+        """Count ``chunk``'s usage and text; return the chunk unchanged."""
         usage = getattr(chunk, "usage_metadata", None)
         if usage:
             self.total = dict(usage) if self.total is None else add_usage(self.total, usage)
+        text = getattr(chunk, "text", None)
+        if isinstance(text, str):
+            self.parts.append(text)
         return chunk
+
+    def settle(self, pool: CandidatePool, decision: Any, attempts: Any, options: RoutingOptions, sent: str) -> None:
+        """Settle the call once (a stream abandoned midway is settled for what it streamed)."""
+        if getattr(attempts, "settled", None):
+            return
+        attempts.settled = pool.settle(decision, attempts, options, usage=self.total, prompt=sent, response="".join(self.parts))
 
 
 def _usage(output: Any) -> Any:
@@ -158,7 +169,8 @@ class UniRouteRunnable(PoolMethods, RunnableSerializable[LanguageModelInput, Bas
         if decision is None:
             options = self._options(config, kwargs.get("unirouter"), input)
             started = time.perf_counter()
-            decision = self.pool.decide(routing_text(to_messages(input), self.routing_input), options)
+            messages = to_messages(input)
+            decision = self.pool.decide(routing_text(messages, self.routing_input), options, sent=sent_text(messages))
             seconds = time.perf_counter() - started
             config["configurable"] = {**configurable, DECISION_KEY: decision, SECONDS_KEY: seconds}
         config["metadata"] = {**(config.get("metadata") or {}), **run_metadata(decision)}
@@ -170,7 +182,8 @@ class UniRouteRunnable(PoolMethods, RunnableSerializable[LanguageModelInput, Bas
         if configurable.get(DECISION_KEY) is None:
             options = self._options(config, kwargs.get("unirouter"), input)
             started = time.perf_counter()
-            decision = await self.pool.adecide(routing_text(to_messages(input), self.routing_input), options)
+            messages = to_messages(input)
+            decision = await self.pool.adecide(routing_text(messages, self.routing_input), options, sent=sent_text(messages))
             seconds = time.perf_counter() - started
             config["configurable"] = {**configurable, DECISION_KEY: decision, SECONDS_KEY: seconds}
         return self._decided(input, config, kwargs)
@@ -245,14 +258,18 @@ class UniRouteRunnable(PoolMethods, RunnableSerializable[LanguageModelInput, Bas
                 raise ValueError(_no_chunks(name))
             return first, chunks
 
-        (first, rest), attempts = self.pool.run_with_fallbacks(decision, options, start, sent=sent_text(to_messages(input)))
+        sent = sent_text(to_messages(input))
+        (first, rest), attempts = self.pool.run_with_fallbacks(decision, options, start, sent=sent, defer_settle=True)
+        previous, usage = first, _Tally()
+        try:
+            for chunk in rest:
+                yield usage.add(previous)
+                previous = chunk
+            usage.add(previous)
+        finally:
+            usage.settle(self.pool, decision, attempts, options, sent)
         record = decision_record(decision, attempts)
         emit(record, patch_config(config, callbacks=run_manager.get_child()))
-        previous, usage = first, _Tally()
-        for chunk in rest:
-            yield usage.add(previous)
-            previous = chunk
-        usage.add(previous)
         account(self.pool, decision, record, usage.total, config.get("configurable", {}).get(SECONDS_KEY))
         yield with_record(previous, record)
 
@@ -272,14 +289,18 @@ class UniRouteRunnable(PoolMethods, RunnableSerializable[LanguageModelInput, Bas
                 raise ValueError(_no_chunks(name))
             return first, chunks
 
-        (first, rest), attempts = await self.pool.arun_with_fallbacks(decision, options, start, sent=sent_text(to_messages(input)))
+        sent = sent_text(to_messages(input))
+        (first, rest), attempts = await self.pool.arun_with_fallbacks(decision, options, start, sent=sent, defer_settle=True)
+        previous, usage = first, _Tally()
+        try:
+            async for chunk in rest:
+                yield usage.add(previous)
+                previous = chunk
+            usage.add(previous)
+        finally:
+            usage.settle(self.pool, decision, attempts, options, sent)
         record = decision_record(decision, attempts)
         await aemit(record, patch_config(config, callbacks=run_manager.get_child()))
-        previous, usage = first, _Tally()
-        async for chunk in rest:
-            yield usage.add(previous)
-            previous = chunk
-        usage.add(previous)
         account(self.pool, decision, record, usage.total, config.get("configurable", {}).get(SECONDS_KEY))
         yield with_record(previous, record)
 

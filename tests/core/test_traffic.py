@@ -199,3 +199,113 @@ def test_sticky_session_stays_on_the_previous_model_unless_the_gain_beats_the_sw
     assert pool.decide(texts[k + 1], {"cost_weight": 0.0, "session": "other", "switch_cost": 1.0}).model == second.model
     with pytest.raises(InvalidInputError, match="switch_cost"):
         pool.decide(texts[0], {"switch_cost": -1})
+
+
+# -- batches decide like the same calls one by one ----------------------------------------------
+def _priced_pool(router, prices) -> CandidatePool:
+    pool = CandidatePool(router)
+    for name in router.models_:
+        pool.add(name, object(), None, cost=prices[name])
+    return pool
+
+
+def _mid_budget(router) -> float:
+    """A budget between the cheapest and the quality-only routing on the validation prompts."""
+    gamma, cost, _ = router.predict(router.validation_set_.prompts)
+    xv = router._embed(router.validation_set_.prompts)
+    rows = np.arange(len(cost))
+    c_lo = cost[rows, router.choose(xv, _lam_max(gamma, cost))].mean()
+    c_hi = cost[rows, router.choose(xv, 0.0)].mean()
+    return float(np.sqrt(c_lo * c_hi))
+
+
+def test_decide_batch_equals_one_by_one_with_sticky_sessions_and_a_paced_budget(router_copy, mmlu_small):
+    """Two interleaved threads under one paced budget: the batch chooses what the same calls made one
+    by one (each settled before the next, at its expected cost) choose, and leaves the pacer there
+    once its calls are settled."""
+    test = mmlu_small["test"]
+    prices = _prices(test)
+    budget = _mid_budget(router_copy)
+    texts = test.texts[:40]
+    opts = [{"budget": budget, "session": f"thread-{i % 2}", "switch_cost": 0.05} for i in range(len(texts))]
+    one = _priced_pool(router_copy, prices)
+    seq = []
+    for t, o in zip(texts, opts):
+        d = one.decide(t, o)
+        one.settle(d, [{"model": d.model, "ok": True}], o)  # no usage: the expected cost is charged
+        seq.append(d)
+    batch_pool = _priced_pool(router_copy, prices)
+    batch = batch_pool.decide_batch(texts, opts)
+    assert [d.model for d in batch] == [d.model for d in seq]
+    np.testing.assert_allclose([d.cost_weight for d in batch], [d.cost_weight for d in seq], rtol=1e-9)
+    assert len({d.cost_weight for d in batch}) > 1  # the weight moved inside the batch
+    for d, o in zip(batch, opts):
+        batch_pool.settle(d, [{"model": d.model, "ok": True}], o)
+    p_one, p_batch = one.pacer(budget), batch_pool.pacer(budget)
+    assert p_batch.calls_ == p_one.calls_ == len(texts)
+    assert p_batch.cost_weight == pytest.approx(p_one.cost_weight, rel=1e-9)
+    # and the next batch starts where the pacer stands now
+    nxt = batch_pool.decide_batch(test.texts[40:42], {"budget": budget})
+    assert nxt[0].cost_weight == pytest.approx(p_batch.cost_weight, rel=1e-12)
+
+
+def test_decide_batch_keeps_a_session_on_its_previous_model(router_copy, mmlu_small):
+    pool = CandidatePool(router_copy)
+    for name in router_copy.models_:
+        pool.add(name, object(), None, cost=0.001)
+    texts = mmlu_small["test"].texts[:40]
+    free = [d.model for d in pool.decide_batch(texts, {"cost_weight": 0.0})]
+    assert len(set(free)) > 1
+    sticky = {"cost_weight": 0.0, "session": "t-1", "switch_cost": 1.0}
+    assert {d.model for d in pool.decide_batch(texts, sticky)} == {free[0]}  # the first choice holds
+    # a session that already answered elsewhere stays there
+    other = next(n for n in router_copy.models_ if n != free[0])
+    d = pool.decide(texts[0], {**sticky, "session": "t-2"})
+    pool.settle(replace_model(d, other), [{"model": other, "ok": True}], {**sticky, "session": "t-2"})
+    assert {d.model for d in pool.decide_batch(texts[:5], {**sticky, "session": "t-2"})} == {other}
+    with pytest.raises(InvalidInputError, match="one per text"):
+        pool.decide_batch(texts[:3], [sticky, sticky])
+
+
+def replace_model(decision, model):
+    from dataclasses import replace
+
+    return replace(decision, model=model)
+
+
+# -- top share paced online ---------------------------------------------------------------------
+def test_paced_top_share_converges_to_the_cap_where_the_calibrated_weight_misses_it(router_copy, mmlu_small):
+    """The share of calls answered by the most expensive model is fed back like a budget: on held-out
+    traffic restricted to the categories where the calibrated weight sends the top model the most,
+    the static weight overshoots the cap and the paced one ends within a few points of it."""
+    test = mmlu_small["test"]
+    pool = _priced_pool(router_copy, _prices(test))
+    cap = 0.2
+    pacer = pool.top_share_pacer(cap)
+    top = pacer.top_model
+    lam0 = pacer.cost_weight
+    groups = np.asarray(test.groups)
+    static = np.array([d.model == top for d in pool.decide_batch(test.texts, {"max_top_share": cap, "top_share_pacing": False})])
+    lam_static = calibrate_cost_weight(router_copy, router_copy.validation_set_.prompts, max_top_share=cap)
+    assert {d.cost_weight for d in pool.decide_batch(test.texts[:3], {"max_top_share": cap, "top_share_pacing": False})} == {lam_static}
+    assert lam0 == pytest.approx(max(lam_static, pacer.min_cost_weight))
+    by_group = {g: static[groups == g].mean() for g in set(groups)}
+    heavy = sorted(by_group, key=lambda g: (-by_group[g], g))[:3]
+    rows = np.flatnonzero(np.isin(groups, heavy))
+    stream = np.concatenate([np.random.default_rng(s).permutation(rows) for s in range(10)])[:600]
+    static_share = static[stream].mean()
+    answered = []
+    opts = {"max_top_share": cap}
+    for i in stream:
+        d = pool.decide(test.texts[i], opts)
+        out = pool.settle(d, [{"model": d.model, "ok": True}], opts)
+        answered.append(d.model == top)
+    assert out["top_share"]["top_model"] == top and out["top_share"]["calls"] == len(stream)
+    paced_share = float(np.mean(answered))
+    assert static_share > cap + 0.1, static_share
+    assert abs(paced_share - cap) < 0.05, paced_share
+    assert abs(float(np.mean(answered[len(answered) // 2 :])) - cap) < 0.05
+    # a cap of 0 is not paced (no pacer can target a zero share): the calibrated weight stands
+    zero = pool.decide_batch(test.texts[:3], {"max_top_share": 0.0})
+    assert {d.cost_weight for d in zero} == {calibrate_cost_weight(router_copy, router_copy.validation_set_.prompts, max_top_share=0.0)}
+    assert "top_share" not in pool.settle(zero[0], [{"model": zero[0].model, "ok": True}], {"max_top_share": 0.0})

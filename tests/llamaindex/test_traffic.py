@@ -9,6 +9,7 @@ from llama_index.core.base.llms.types import ChatMessage
 from llama_index.core.bridge.pydantic import Field
 from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
+from unirouter import calibrate_cost_weight
 from unirouter.profiling.profiler import TokenPrice
 from unirouter.profiling.scorers import MultipleChoiceScorer
 
@@ -85,3 +86,23 @@ def test_paced_budget_and_quality_floor_per_call(router3, llms, costs, mmlu_smal
     assert all(s["budget"] == budget for s in states)
     floor = llm.complete(mmlu_small["test"].texts[0], quality_floor=0.3).additional_kwargs["unirouter"]
     assert floor["cost_weight"] > 0
+
+
+def test_top_share_is_paced_per_call_on_who_answered(router3, llms, costs, mmlu_small):
+    """``max_top_share`` as a keyword argument: each call reports the top-share pacer's state, which
+    counts the calls the most expensive model answered; ``top_share_pacing=False`` keeps the
+    calibrated weight."""
+    llm = UniRouteLLM(router3, llms, costs=costs, scorer=MultipleChoiceScorer())
+    texts = mmlu_small["test"].texts[:6]
+    records = [llm.complete(q, max_top_share=0.2).additional_kwargs["unirouter"] for q in texts]
+    states = [r["top_share"] for r in records]
+    top = states[0]["top_model"]
+    assert top in NAMES and [s["calls"] for s in states] == list(range(1, 7))
+    answered_top = [r["answered_by"] == top for r in records]
+    assert states[-1]["share"] == sum(answered_top) / len(texts)
+    # the weight moved after every call: up when the top model answered, down otherwise
+    for r, nxt, hit in zip(records, records[1:], answered_top):
+        assert (nxt["cost_weight"] > r["cost_weight"]) == hit or nxt["cost_weight"] in (llm.pool.top_share_pacer(0.2).min_cost_weight, llm.pool.top_share_pacer(0.2).max_cost_weight)
+    static = llm.complete(texts[0], max_top_share=0.2, top_share_pacing=False).additional_kwargs["unirouter"]
+    assert "top_share" not in static
+    assert static["cost_weight"] == calibrate_cost_weight(router3, router3.validation_set_.prompts, max_top_share=0.2, models=list(NAMES))

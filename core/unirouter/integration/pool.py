@@ -49,6 +49,7 @@ CONFIG_KEYS = (
     "cost_weight",
     "budget",
     "budget_pacing",
+    "top_share_pacing",
     "quality_floor",
     "max_top_share",
     "force_model",
@@ -98,7 +99,14 @@ class RoutingOptions(BaseModel):
         Minimum mean quality; the cheapest routing whose quality, measured out of fold on the
         validation prompts (:func:`unirouter.calibrate_cost_weight` with ``honest=True``), meets it.
     max_top_share : float in [0, 1] or None
-        Maximum share of calls to the most expensive candidate (calibrated on the validation prompts).
+        Share of calls to the most expensive candidate (the one with the highest mean expected cost
+        on the validation prompts) not to exceed in the long run. Starts from the cost weight
+        calibrated on the validation prompts and, with ``top_share_pacing``, adapts it after every
+        call from whether the top model answered (a :class:`~unirouter.routers.pacing.BudgetPacer`
+        on the realised share), so the share converges to the target on the traffic actually sent.
+    top_share_pacing : bool, default True
+        False = the calibrated weight only, which keeps the share only on traffic like the
+        validation prompts (and may fall far below it elsewhere).
     force_model : str or None
         Always use this model (no fallback).
     allowed_models, excluded_models : list of str or None
@@ -126,6 +134,7 @@ class RoutingOptions(BaseModel):
     cost_weight: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     budget: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     budget_pacing: StrictBool = True
+    top_share_pacing: StrictBool = True
     quality_floor: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)
     max_top_share: float | None = Field(default=None, ge=0, le=1, allow_inf_nan=False)
     force_model: str | None = None
@@ -347,7 +356,8 @@ class CandidatePool:
         self._candidates: dict[str, Candidate] = {}
         self._lock = threading.RLock()
         self._budget_lams: dict[tuple[str, float, tuple[str, ...]], float] = {}
-        self._pacers: dict[tuple[float, tuple[str, ...]], Any] = {}
+        # (target kind, value, sorted models) -> BudgetPacer ("max_top_share" pacers carry .top_model)
+        self._pacers: dict[tuple[str, float, tuple[str, ...]], Any] = {}
         self._pricer: Any = None
         self._sessions: OrderedDict[str, str] = OrderedDict()  # session -> model that answered last
         self.savings: Any = None
@@ -480,8 +490,9 @@ class CandidatePool:
         if len(targets) > 1:
             msg = f"give at most one routing target among {list(_TARGETS)}; got {targets}."
             raise InvalidInputError(msg)
-        if targets == ["budget"] and opts.budget_pacing:
-            lam = self.pacer(opts.budget, models).cost_weight
+        paced = self._paced_target(opts)
+        if paced is not None:
+            lam = self._pacer(paced[0], paced[1], models).cost_weight
         elif targets:
             lam = self._target_lambda(targets[0], float(getattr(opts, targets[0])), models)
         return {"models": models, "cost_weight": lam, "handle_unknown": "ignore"}
@@ -506,19 +517,62 @@ class CandidatePool:
     def pacer(self, budget: float, models: Sequence[str] | None = None) -> Any:
         """The :class:`~unirouter.routers.pacing.BudgetPacer` that keeps ``budget`` over ``models`` (all
         candidates by default), created at the calibrated cost weight on first use."""
-        models = tuple(self.names if models is None else models)
-        key = (float(budget), models)
+        return self._pacer("budget", float(budget), self.names if models is None else models)
+
+    def top_share_pacer(self, share: float, models: Sequence[str] | None = None) -> Any:
+        """The pacer that keeps the realised share of calls answered by the most expensive of ``models``
+        at ``share`` (``max_top_share``): a :class:`~unirouter.routers.pacing.BudgetPacer` whose "cost" of a
+        call is 1 when that model answered, else 0. Its ``top_model`` attribute names the model."""
+        return self._pacer("max_top_share", float(share), self.names if models is None else models)
+
+    @staticmethod
+    def _paced_target(opts: RoutingOptions) -> tuple[str, float] | None:
+        """``(kind, value)`` of the target paced online under ``opts``, or None."""
+        if opts.force_model is not None:
+            return None
+        if opts.budget is not None and opts.budget_pacing:
+            return ("budget", float(opts.budget))
+        if opts.max_top_share is not None and opts.max_top_share > 0 and opts.top_share_pacing:  # 0: calibrated, never the top model
+            return ("max_top_share", float(opts.max_top_share))
+        return None
+
+    def _pacer(self, kind: str, value: float, models: Sequence[str]) -> Any:
+        key = (kind, value, tuple(sorted(models)))
         with self._lock:
             if key not in self._pacers:
-                from unirouter.routers.calibration import _lam_max
+                import numpy as np
+
+                from unirouter.routers.calibration import _lam_max, _lam_min
                 from unirouter.routers.pacing import BudgetPacer
 
-                lam0 = self._budget_lambda(budget, models)
+                lam0 = self._target_lambda(kind, value, list(models))
                 vs = self.router.validation_set_
                 gamma, cost, _ = self.router.predict(vs.prompts, models=list(models))
                 hi = _lam_max(gamma, cost)
-                self._pacers[key] = BudgetPacer(budget, cost_weight=lam0, min_cost_weight=hi * 1e-12, max_cost_weight=hi)
+                # floor: just below the first weight that changes a choice (not 1e-12 * hi, which a
+                # pacer started at lambda = 0 would take hundreds of calls to climb out of)
+                lo = min(max(_lam_min(gamma, cost), hi * 1e-12), hi * 0.5)
+                pacer = BudgetPacer(value, cost_weight=lam0, min_cost_weight=lo, max_cost_weight=hi)
+                if kind == "max_top_share":  # the same model calibrate_cost_weight caps
+                    pacer.top_model = list(models)[int(np.argmax(cost.mean(axis=0)))]
+                self._pacers[key] = pacer
             return self._pacers[key]
+
+    def _pacer_of(self, opts: RoutingOptions, candidates: Sequence[str]) -> Any:
+        """The existing pacer for ``opts`` over ``candidates`` (None: no paced target, or none made yet)."""
+        paced = self._paced_target(opts)
+        if paced is None:
+            return None
+        return self._pacers.get((paced[0], paced[1], tuple(sorted(candidates))))
+
+    @staticmethod
+    def _pacer_cost(pacer: Any, model: str, cost: float | None) -> float | None:
+        """What one call answered by ``model`` costs ``pacer``: the realised cost for a budget, 1 or 0
+        (was it the top model) for a top share."""
+        top = getattr(pacer, "top_model", None)
+        if top is not None:
+            return 1.0 if model == top else 0.0
+        return cost
 
     # -- pricing -------------------------------------------------------------------------------
     @property
@@ -619,15 +673,23 @@ class CandidatePool:
         source = "usage" if cost is not None else "expected"
         if cost is None and answered in decision.candidates:
             cost = float(decision.expected_cost[decision.candidates.index(answered)])
-        if cost is None:
-            return out
-        out.update(realised_cost=cost, cost_source=source)
-        if opts.budget is not None and opts.budget_pacing and opts.force_model is None:
-            key = (float(opts.budget), tuple(decision.candidates))
-            pacer = self._pacers.get(key)
-            if pacer is not None:
-                pacer.update(cost)
+        if cost is not None:
+            out.update(realised_cost=cost, cost_source=source)
+        pacer = self._pacer_of(opts, decision.candidates)
+        fed = None if pacer is None else self._pacer_cost(pacer, answered, cost)
+        if fed is not None:
+            pacer.update(fed)
+            if getattr(pacer, "top_model", None) is None:
                 out["budget"] = pacer.state()
+            else:
+                state = pacer.state()
+                out["top_share"] = {
+                    "max_top_share": state["budget"],
+                    "top_model": pacer.top_model,
+                    "calls": state["calls"],
+                    "share": state["mean_spend"],
+                    "cost_weight": state["cost_weight"],
+                }
         return out
 
     def decide(
@@ -654,12 +716,18 @@ class CandidatePool:
         kwargs = self._route_kwargs(opts)
         return self._sticky((await asyncio.to_thread(self._route, [text], sent_list, kwargs))[0], opts)
 
-    def _sticky(self, decision: Any, opts: RoutingOptions) -> Any:
-        """Keep the session's previous model unless the choice beats it by more than switch_cost."""
+    def _sticky(self, decision: Any, opts: RoutingOptions, previous: Mapping[str, str] | None = None) -> Any:
+        """Keep the session's previous model unless the choice beats it by more than switch_cost.
+
+        ``previous`` (session -> model) overrides the pool's record of who answered last: a batch
+        passes the models it chose for the earlier calls of each session in it."""
         if opts.session is None or opts.switch_cost is None or opts.force_model is not None:
             return decision
-        with self._lock:
-            prev = self._sessions.get(opts.session)
+        if previous is not None and opts.session in previous:
+            prev = previous[opts.session]
+        else:
+            with self._lock:
+                prev = self._sessions.get(opts.session)
         if prev is None or prev == decision.model or prev not in decision.candidates:
             return decision
         import numpy as np
@@ -671,21 +739,94 @@ class CandidatePool:
         ranking[i_prev] = ranking.min() - 1e-12  # stay: the previous model ranks first, the rest follow
         return replace(decision, model=prev, _ranking=ranking)
 
+    def _options_list(self, options: Any, n: int) -> list[RoutingOptions]:
+        if isinstance(options, (list, tuple)):
+            if len(options) != n:
+                msg = f"options must be one set of routing options, or one per text ({n}). Got {len(options)}."
+                raise InvalidInputError(msg)
+            return [self.resolve(o) for o in options]
+        opts = self.resolve(options)
+        return [opts] * n
+
+    def _route_sequence(self, texts: list[str], sent: Sequence[str] | None, opts: list[RoutingOptions]) -> list[Any]:
+        """The decisions the texts would get one by one, in order, with one embedding call.
+
+        What one-by-one routing learns between calls is played forward here: a session's later texts
+        are sticky to the model chosen for its earlier ones, and a paced target (budget, top share)
+        routes each text at the weight its pacer would have after the earlier texts, fed with the
+        chosen model's *expected* cost (the realised costs are not known until the calls return;
+        each call's :meth:`settle` then teaches the pool's pacer the realised one).
+        """
+        plans = [self._route_kwargs(o) for o in opts]  # validates every option set first
+        sent = texts if sent is None else sent
+        x = self.router._embed(texts)
+        paced = [self._paced_target(o) is not None for o in opts]
+        decisions: list[Any] = [None] * len(texts)
+        groups: dict[str, list[int]] = {}  # unpaced texts: one routing call per distinct plan
+        for i, (o, p) in enumerate(zip(opts, paced)):
+            if not p:
+                groups.setdefault(o.model_dump_json(exclude={"session"}), []).append(i)
+        for rows in groups.values():
+            routed = self._priced(self.router.route_batch(embeddings=x[rows], **plans[rows[0]]), x[rows], [sent[i] for i in rows])
+            for i, d in zip(rows, routed):
+                decisions[i] = d
+        shadows: dict[int, Any] = {}  # id(pacer) -> its copy, fed the expected costs of this batch
+        previous: dict[str, str] = {}
+        for i, o in enumerate(opts):
+            pacer = None
+            if paced[i]:
+                kind, value = self._paced_target(o)
+                real = self._pacer(kind, value, plans[i]["models"])
+                pacer = shadows.setdefault(id(real), real.copy())
+                kwargs = {**plans[i], "cost_weight": pacer.cost_weight}
+                decisions[i] = self._priced(self.router.route_batch(embeddings=x[i : i + 1], **kwargs), x[i : i + 1], [sent[i]])[0]
+            d = decisions[i] = self._sticky(decisions[i], o, previous)
+            if o.session is not None:
+                previous[o.session] = d.model
+            if pacer is not None:
+                fed = self._pacer_cost(pacer, d.model, float(d.expected_cost[d.candidates.index(d.model)]))
+                pacer.update(fed)
+        return decisions
+
     def decide_batch(
-        self, texts: Sequence[str], options: RoutingOptions | Mapping[str, Any] | None = None, *, sent: Sequence[str] | None = None
+        self,
+        texts: Sequence[str],
+        options: RoutingOptions | Mapping[str, Any] | Sequence[RoutingOptions | Mapping[str, Any] | None] | None = None,
+        *,
+        sent: Sequence[str] | None = None,
     ) -> list[Any]:
-        """Decisions for many texts with one embedding call (``sent``: one prompt per text)."""
+        """Decisions for many texts with one embedding call: the ones the same texts would get from
+        :meth:`decide` one by one, each call settled before the next (``sent``: one prompt per text;
+        ``options``: one set for all texts, or a list of one per text).
+
+        Sticky sessions follow the models chosen for the earlier texts of each session. A paced
+        budget or top share is stepped after each text with the chosen model's expected cost (one
+        by one it would learn the realised cost): the batch equals one-by-one routing whenever the
+        calls cost what was expected. :meth:`settle` each call afterwards so the pacer learns the
+        realised costs (the plugins do).
+        """
         texts = check_prompts(texts, what="routing texts")
         sent_list = self._check_sent(sent, len(texts))
-        return self._route(texts, sent_list, self._route_kwargs(self.resolve(options)))
+        return self._route_sequence(texts, sent_list, self._options_list(options, len(texts)))
 
     async def adecide_batch(
-        self, texts: Sequence[str], options: RoutingOptions | Mapping[str, Any] | None = None, *, sent: Sequence[str] | None = None
+        self,
+        texts: Sequence[str],
+        options: RoutingOptions | Mapping[str, Any] | Sequence[RoutingOptions | Mapping[str, Any] | None] | None = None,
+        *,
+        sent: Sequence[str] | None = None,
     ) -> list[Any]:
+        """Async :meth:`decide_batch` (the embedding runs in a worker thread)."""
         texts = check_prompts(texts, what="routing texts")
         sent_list = self._check_sent(sent, len(texts))
-        kwargs = self._route_kwargs(self.resolve(options))
-        return await asyncio.to_thread(self._route, texts, sent_list, kwargs)
+        return await asyncio.to_thread(self._route_sequence, texts, sent_list, self._options_list(options, len(texts)))
+
+    def check_options(self, options: RoutingOptions | Mapping[str, Any] | None = None) -> RoutingOptions:
+        """``options`` merged with the defaults and checked against the candidates (typed errors), so
+        a batch can set aside the inputs whose options would fail."""
+        opts = self.resolve(options)
+        self._route_kwargs(opts)
+        return opts
 
     # -- fallbacks -----------------------------------------------------------------------------
     def attempt_order(self, decision: Any, options: RoutingOptions | Mapping[str, Any] | None = None) -> list[str]:
@@ -710,6 +851,7 @@ class CandidatePool:
         *,
         usage_of: Callable[[T], tuple[Any, str | None]] | None = None,
         sent: str | None = None,
+        defer_settle: bool = False,
     ) -> tuple[T, list[dict[str, Any]]]:
         """Call ``fn(name)`` on the chosen model, then the next best while it raises or its answer
         counts as failed (see ``RoutingOptions.is_failed_answer``).
@@ -720,7 +862,8 @@ class CandidatePool:
         record's ``settled`` attribute holds what :meth:`settle` reports (``realised_cost``,
         ``cost_source``, ``budget``): ``usage_of(result)`` gives the usage the model reported and its
         response text, ``sent`` the prompt sent (both optional: without them the cost is estimated or
-        the expected cost stands in).
+        the expected cost stands in). ``defer_settle=True`` leaves that to the caller, for a result
+        whose cost is known only later (a stream: settle once its last chunk, with the usage, is in).
         """
         opts = self.resolve(options)
         cands = self._candidates  # the snapshot this call resolves names against
@@ -738,7 +881,8 @@ class CandidatePool:
                     errors.append(e)
                     continue
                 attempts.append({"model": name, "ok": True})
-                attempts.settled = self._settle_result(decision, attempts, options, result, usage_of, sent)
+                if not defer_settle:
+                    attempts.settled = self._settle_result(decision, attempts, options, result, usage_of, sent)
                 return result, attempts
         finally:
             _IN_FLIGHT.reset(token)
@@ -752,6 +896,7 @@ class CandidatePool:
         *,
         usage_of: Callable[[T], tuple[Any, str | None]] | None = None,
         sent: str | None = None,
+        defer_settle: bool = False,
     ) -> tuple[T, list[dict[str, Any]]]:
         """Async :meth:`run_with_fallbacks`."""
         opts = self.resolve(options)
@@ -775,7 +920,8 @@ class CandidatePool:
                     errors.append(e)
                     continue
                 attempts.append({"model": name, "ok": True})
-                attempts.settled = self._settle_result(decision, attempts, options, result, usage_of, sent)
+                if not defer_settle:
+                    attempts.settled = self._settle_result(decision, attempts, options, result, usage_of, sent)
                 return result, attempts
         finally:
             _IN_FLIGHT.reset(token)

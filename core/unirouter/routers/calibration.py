@@ -69,6 +69,19 @@ def _lam_max(gamma: np.ndarray, cost: np.ndarray) -> float:
     return 4.0 * spread / max(gap, 1e-15)
 
 
+def _lam_min(gamma: np.ndarray, cost: np.ndarray) -> float:
+    """Half the smallest lambda at which any prompt's choice leaves its best-quality model (0 when
+    no prompt has a cheaper alternative): below it, routing is quality-only on these prompts."""
+    rows = np.arange(gamma.shape[0])
+    best = np.argmin(gamma, axis=1)
+    dg = gamma - gamma[rows, best][:, None]
+    dc = cost[rows, best][:, None] - cost
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(dc > 0, dg / np.where(dc > 0, dc, 1.0), np.inf)
+    low = float(ratio.min()) if ratio.size else np.inf
+    return 0.5 * low if np.isfinite(low) and low > 0 else 0.0
+
+
 def _bisect(ok: Callable[[float], bool], lo: float, hi: float, *, smallest: bool) -> float:
     """Threshold of a monotone predicate on [lo, hi], bisecting log(lam) then lam."""
     a, b = np.log(max(lo, 1e-300)), np.log(hi)

@@ -17,11 +17,14 @@ in the gap). The pacer needs none: its ``lambda`` moves back and forth across th
 calls on either side mix the two adjacent operating points in the proportion that meets the budget.
 
 Nothing here needs a router: the pacer only sees realised costs. :class:`unirouter.integration.CandidatePool`
-keeps one per (budget, candidate set) and feeds it the realised cost of every call.
+keeps one per (budget, candidate set) and feeds it the realised cost of every call. The same
+controller keeps a share: fed 1 for a call answered by the most expensive model and 0 otherwise,
+its "mean spend" is that model's share of calls (``max_top_share``).
 """
 
 from __future__ import annotations
 
+import copy as _copy
 import math
 import threading
 from typing import Any
@@ -111,6 +114,14 @@ class BudgetPacer:
             lo, hi = math.log(self.min_cost_weight), math.log(self.max_cost_weight)
             self._log_lam = min(max(self._log_lam + step, lo), hi)
             return math.exp(self._log_lam)
+
+    def copy(self) -> BudgetPacer:
+        """An independent pacer in this one's state: a batch plays its calls forward on the copy
+        (fed expected costs) while the calls' realised costs still go to this one."""
+        with self._lock:
+            twin = _copy.copy(self)
+        twin._lock = threading.Lock()
+        return twin
 
     def state(self) -> dict[str, float]:
         """JSON-ready view for decision metadata: target, spend so far, current lambda."""
