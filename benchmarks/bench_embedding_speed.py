@@ -37,6 +37,7 @@ on 400 MMLU-Pro prompts with 150 validation prompts, every near-complete model a
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import subprocess
 import sys
@@ -173,6 +174,10 @@ def main() -> None:
         import semantic_router
 
         sr_version = semantic_router.__version__
+        # Importing it configures the root logger at INFO (through a client SDK), which turns on
+        # sentence-transformers' per-call progress bars for every torch path here; measure the
+        # libraries, not that side effect.
+        logging.getLogger("sentence_transformers").setLevel(logging.WARNING)
     except ImportError:
         sr_version = None
 
