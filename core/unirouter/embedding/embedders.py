@@ -584,6 +584,11 @@ class SentenceTransformerEmbedder(_CachingEmbedder):
         return f"SentenceTransformerEmbedder({self.name!r}, backend={self.backend!r}{chosen}{q})"
 
 
+WORDLLAMA_BATCH = 8
+"""Texts per wordllama call, taken longest first (see ``WordLlamaEmbedder._compute``): measured 2, 4, 8,
+16 sorted and 4, 64 unsorted against single calls; 8 was fastest (issue 20)."""
+
+
 class WordLlamaEmbedder(_CachingEmbedder):
     """WordLlama static embeddings (token vectors pooled; no transformer): ~100x faster than MiniLM.
 
@@ -645,7 +650,14 @@ class WordLlamaEmbedder(_CachingEmbedder):
         return self._model
 
     def _compute(self, texts: list[str]) -> np.ndarray:
-        return np.asarray(self.model.embed(list(texts), norm=True), dtype=np.float32)
+        # wordllama pads each batch (64 by default, in the given order) to its longest text and gathers
+        # a (rows x longest x 256) array: mixed lengths made a batch 1.9x slower per prompt than single
+        # calls on this 2-core CPU (40 mixed prompts, 8 interleaved rounds). Longest first in batches of
+        # WORDLLAMA_BATCH pads little and stays in cache: 1.5x faster per prompt than single calls.
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        out = np.empty((len(texts), self._dim), dtype=np.float32)
+        out[order] = self.model.embed([texts[i] for i in order], norm=True, batch_size=WORDLLAMA_BATCH)
+        return out
 
     def __repr__(self) -> str:
         return f"WordLlamaEmbedder({self.config!r}, dim={self._dim})"
