@@ -8,8 +8,9 @@ is the paired time ratio to single calls of the same embedder (median over round
 batch is faster per prompt) and in how many rounds the batch won. Modes:
 
 * ONNX Runtime fp32 (the default path), 1 and 2 intra-op threads: single calls, the default
-  ``embed(prompts)`` (token budget 512, 16 rows), budgets 256 / 1024 / 4096, and the tokenizer alone
-  (``encode_batch`` against one ``encode`` per prompt).
+  ``embed(prompts)`` (token budget 512, 16 rows), budgets 256 / 1024 / 4096; int8 (``quantize=True``)
+  single calls and default batching; the tokenizer alone (``encode_batch`` against one ``encode`` per
+  prompt).
 * WordLlama (if installed): single calls, its own ``embed`` (64 per batch in the given order, padded
   to the longest), and ``WordLlamaEmbedder.embed`` (longest first, 8 per batch). WordLlama is ~1000x
   faster than MiniLM, so each of its timings repeats the call 20 times.
@@ -39,7 +40,8 @@ def main() -> None:
     prompts, _ = load_mixed_prompts(args.n, seed=4)
     n = len(prompts)
     e = {t: SentenceTransformerEmbedder(memory_cache=0, num_threads=t) for t in (1, 2)}
-    for emb in e.values():
+    e8 = SentenceTransformerEmbedder(backend="onnx", quantize=True, memory_cache=0, num_threads=1)
+    for emb in (*e.values(), e8):
         emb.embed(["warm-up"])
     m1, m2 = e[1].model, e[2].model
     tok = m1.tokenizer
@@ -54,6 +56,8 @@ def main() -> None:
         "onnx 1 thr: budget 4096, 64 rows": (lambda: m1.encode(prompts, batch_size=64, max_batch_tokens=4096), "onnx 1 thr: single calls", 1),
         "onnx 2 thr: single calls": (lambda: [m2.encode([q]) for q in prompts], None, 1),
         "onnx 2 thr: default batching": (lambda: m2.encode(prompts, batch_size=16, max_batch_tokens=512), "onnx 2 thr: single calls", 1),
+        "onnx int8 1 thr: single calls": (lambda: [e8.embed([q]) for q in prompts], None, 1),
+        "onnx int8 1 thr: embed(prompts), default": (lambda: e8.embed(prompts), "onnx int8 1 thr: single calls", 1),
         "tokenizer: one encode per prompt": (lambda: [tok.encode(q) for q in prompts], None, 20),
         "tokenizer: encode_batch": (lambda: tok.encode_batch(prompts), "tokenizer: one encode per prompt", 20),
     }
