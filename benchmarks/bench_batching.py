@@ -8,8 +8,8 @@ is the paired time ratio to single calls of the same embedder (median over round
 batch is faster per prompt) and in how many rounds the batch won. Modes:
 
 * ONNX Runtime fp32 (the default path), 1 and 2 intra-op threads: single calls, the default
-  ``embed(prompts)`` (token budget 512, 16 rows), budgets 256 / 1024 / 4096; int8 (``quantize=True``)
-  single calls and default batching; the tokenizer alone (``encode_batch`` against one ``encode`` per
+  ``embed(prompts)`` (token budget ``DEFAULT_BATCH_TOKENS``, 16 rows), budgets 128 / 512 / 1024 / 4096;
+  int8 (``quantize=True``) single calls, default batching and budget 512; the tokenizer alone (``encode_batch`` against one ``encode`` per
   prompt).
 * WordLlama (if installed): single calls, its own ``embed`` (64 per batch in the given order, padded
   to the longest), and ``WordLlamaEmbedder.embed`` (longest first, 8 per batch). WordLlama is ~1000x
@@ -36,6 +36,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from unirouter import SentenceTransformerEmbedder
+    from unirouter.embedding._onnx import DEFAULT_BATCH_TOKENS as T
 
     prompts, _ = load_mixed_prompts(args.n, seed=4)
     n = len(prompts)
@@ -50,14 +51,17 @@ def main() -> None:
     # (mode, baseline mode, repeats per timing)
     modes = {
         "onnx 1 thr: single calls": (lambda: [e[1].embed([q]) for q in prompts], None, 1),
-        "onnx 1 thr: embed(prompts), default (512 tokens, 16 rows)": (lambda: e[1].embed(prompts), "onnx 1 thr: single calls", 1),
-        "onnx 1 thr: budget 256": (lambda: m1.encode(prompts, batch_size=16, max_batch_tokens=256), "onnx 1 thr: single calls", 1),
+        f"onnx 1 thr: embed(prompts), default ({T} tokens, 16 rows)": (lambda: e[1].embed(prompts), "onnx 1 thr: single calls", 1),
+        "onnx 1 thr: budget 128": (lambda: m1.encode(prompts, batch_size=16, max_batch_tokens=128), "onnx 1 thr: single calls", 1),
+        "onnx 1 thr: budget 512 (the default before)": (lambda: m1.encode(prompts, batch_size=16, max_batch_tokens=512), "onnx 1 thr: single calls", 1),
         "onnx 1 thr: budget 1024, 64 rows": (lambda: m1.encode(prompts, batch_size=64, max_batch_tokens=1024), "onnx 1 thr: single calls", 1),
         "onnx 1 thr: budget 4096, 64 rows": (lambda: m1.encode(prompts, batch_size=64, max_batch_tokens=4096), "onnx 1 thr: single calls", 1),
         "onnx 2 thr: single calls": (lambda: [m2.encode([q]) for q in prompts], None, 1),
-        "onnx 2 thr: default batching": (lambda: m2.encode(prompts, batch_size=16, max_batch_tokens=512), "onnx 2 thr: single calls", 1),
+        f"onnx 2 thr: default batching ({T} tokens)": (lambda: e[2].embed(prompts), "onnx 2 thr: single calls", 1),
+        "onnx 2 thr: budget 512 (the default before)": (lambda: m2.encode(prompts, batch_size=16, max_batch_tokens=512), "onnx 2 thr: single calls", 1),
         "onnx int8 1 thr: single calls": (lambda: [e8.embed([q]) for q in prompts], None, 1),
-        "onnx int8 1 thr: embed(prompts), default": (lambda: e8.embed(prompts), "onnx int8 1 thr: single calls", 1),
+        f"onnx int8 1 thr: embed(prompts), default ({T} tokens)": (lambda: e8.embed(prompts), "onnx int8 1 thr: single calls", 1),
+        "onnx int8 1 thr: budget 512 (the default before)": (lambda: e8.model.encode(prompts, batch_size=16, max_batch_tokens=512), "onnx int8 1 thr: single calls", 1),
         "tokenizer: one encode per prompt": (lambda: [tok.encode(q) for q in prompts], None, 20),
         "tokenizer: encode_batch": (lambda: tok.encode_batch(prompts), "tokenizer: one encode per prompt", 20),
     }
