@@ -371,3 +371,15 @@ def test_wordllama_embedder_runs_offline_from_its_package():
     assert WordLlamaEmbedder(dim=64).embed(["short"]).shape == (1, 64)
     with pytest.raises(InvalidInputError, match="dim"):
         WordLlamaEmbedder(dim=512)
+
+
+def test_wordllama_batches_by_length_keep_each_text_s_vector_in_place():
+    """Batched in length order (issue 20), each row is still the vector of its own text, as a single call gives."""
+    pytest.importorskip("wordllama")
+    from unirouter.embedding.embedders import WORDLLAMA_BATCH, WordLlamaEmbedder
+
+    texts = [("word " * (3 * i % 37 + 1)).strip() + f" {i}" for i in range(3 * WORDLLAMA_BATCH + 1)]
+    emb = WordLlamaEmbedder(memory_cache=0)
+    batched = emb.embed(texts)
+    single = np.vstack([emb.embed([t]) for t in texts])
+    np.testing.assert_allclose(batched, single, atol=1e-5)

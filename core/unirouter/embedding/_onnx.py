@@ -24,11 +24,13 @@ __all__ = ["DEFAULT_BATCH_TOKENS", "OnnxSentenceModel", "length_batches", "onnx_
 _ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _ONNX_HINT = "pip install onnxruntime onnx"
 
-DEFAULT_BATCH_TOKENS = 512
-"""Padded tokens (rows x longest row) per forward pass. On this 2-core CPU, MiniLM through ONNX Runtime
-(1 thread, 32 mixed prompts) ran 8.3 prompts/s one at a time and 8.3 with 256 or 512 tokens per batch,
-but 6.8 with 1024 and 5.9 with 2048: the cost is linear in tokens, so batching saves only per-call
-overhead, and larger batches spill the caches. See ``benchmarks/bench_embedding_speed.py`` (issue 20)."""
+DEFAULT_BATCH_TOKENS = 192
+"""Padded tokens (rows x longest row) per ONNX Runtime forward pass. The cost is linear in tokens, so
+batching saves only per-call overhead, and larger batches spill the caches. Interleaved A/B on this
+2-core CPU (40 mixed prompts, 6 rounds, time per prompt against single calls, median): fp32 1 thread
+192 -> 0.98, 512 -> 1.01, 1024 -> 1.11, 4096 -> 1.75; fp32 2 threads 192 -> 0.94, 512 -> 1.06; int8
+192 -> 0.96, 512 -> 1.03 (128 about as good as 192). See ``benchmarks/bench_batching.py`` (issue 20).
+The torch path keeps 512, where batching pays more (0.86 against 0.95 with 192)."""
 
 
 def length_batches(lengths: Sequence[int], *, max_batch_size: int, max_tokens: int) -> list[np.ndarray]:
