@@ -20,11 +20,11 @@ from langchain_core.callbacks import (
 )
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import (
-    AIMessage,
     BaseMessage,
     HumanMessage,
     convert_to_messages,
 )
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.prompt_values import PromptValue
 from unirouter import InvalidInputError
 from unirouter.integration import CONFIG_KEYS, CandidatePool, RoutingOptions
@@ -111,7 +111,10 @@ def sent_text(messages: Sequence[BaseMessage]) -> str:
 
 
 def result_usage(output: Any) -> tuple[dict[str, int] | None, str | None]:
-    """``(usage, text)`` of a model's answer, for the realised cost of the call."""
+    """``(usage, text)`` of a model's answer (a message, or the ``ChatResult`` of a chat model's
+    ``_generate``), for the realised cost of the call."""
+    if isinstance(output, ChatResult) and output.generations:
+        output = output.generations[0].message
     if isinstance(output, BaseMessage):
         return usage_of(output), output.text
     return None, None
@@ -613,8 +616,6 @@ def run_generate(model: Any, messages: list[BaseMessage], kwargs: dict[str, Any]
     (its cache and rate limiter included); calling it directly means no second chat-model run,
     so tokens are streamed and counted once. A bound non-chat-model runnable is invoked.
     """
-    from langchain_core.outputs import ChatGeneration, ChatResult
-
     kwargs = dict(kwargs)
     if isinstance(model, BaseChatModel):
         stop = kwargs.pop("stop", None)
@@ -624,8 +625,6 @@ def run_generate(model: Any, messages: list[BaseMessage], kwargs: dict[str, Any]
 
 async def arun_generate(model: Any, messages: list[BaseMessage], kwargs: dict[str, Any]) -> Any:
     """Async :func:`run_generate`."""
-    from langchain_core.outputs import ChatGeneration, ChatResult
-
     kwargs = dict(kwargs)
     if isinstance(model, BaseChatModel):
         stop = kwargs.pop("stop", None)
@@ -638,8 +637,6 @@ def run_stream(model: Any, messages: list[BaseMessage], kwargs: dict[str, Any]) 
 
     Models that cannot stream (or have streaming disabled) yield their whole answer once.
     """
-    from langchain_core.outputs import ChatGenerationChunk
-
     kwargs = dict(kwargs)
     if isinstance(model, BaseChatModel) and model._should_stream(async_api=False, stream=True, **kwargs):
         stop = kwargs.pop("stop", None)
@@ -653,8 +650,6 @@ def run_stream(model: Any, messages: list[BaseMessage], kwargs: dict[str, Any]) 
 
 async def arun_stream(model: Any, messages: list[BaseMessage], kwargs: dict[str, Any]) -> Any:
     """Async :func:`run_stream`."""
-    from langchain_core.outputs import ChatGenerationChunk
-
     kwargs = dict(kwargs)
     if isinstance(model, BaseChatModel) and model._should_stream(async_api=True, stream=True, **kwargs):
         stop = kwargs.pop("stop", None)
@@ -672,8 +667,6 @@ def finish_result(result: Any, record: dict[str, Any]) -> Any:
 
     Usage stays in ``usage_metadata``: the router's run is the only chat-model run of the call.
     """
-    from langchain_core.outputs import ChatResult
-
     generations = []
     for g in result.generations:
         message = with_record(g.message, record)

@@ -397,7 +397,7 @@ class UniRouteChatModel(PoolMethods, BaseChatModel):
             model, kw = self._target(name, tools, call_kwargs)
             return run_generate(model, messages, kw)
 
-        result, attempts = self.pool.run_with_fallbacks(decision, options, call, usage_of=_result_usage, sent=sent_text(messages))
+        result, attempts = self.pool.run_with_fallbacks(decision, options, call, usage_of=result_usage, sent=sent_text(messages))
         message = result.generations[0].message
         record = self._finish(state, decision, attempts, message)
         emit(record, {"callbacks": child_callbacks(run_manager or state.parent)})
@@ -417,7 +417,7 @@ class UniRouteChatModel(PoolMethods, BaseChatModel):
             model, kw = self._target(name, tools, call_kwargs)
             return await arun_generate(model, messages, kw)
 
-        result, attempts = await self.pool.arun_with_fallbacks(decision, options, call, usage_of=_result_usage, sent=sent_text(messages))
+        result, attempts = await self.pool.arun_with_fallbacks(decision, options, call, usage_of=result_usage, sent=sent_text(messages))
         message = result.generations[0].message
         record = self._finish(state, decision, attempts, message)
         await aemit(record, {"callbacks": child_callbacks(run_manager or state.parent, is_async=True)})
@@ -581,8 +581,3 @@ def _last(chunk: ChatGenerationChunk, record: dict[str, Any]) -> ChatGenerationC
     metadata = {**message.response_metadata, CONFIG_NAMESPACE: record}
     return ChatGenerationChunk(message=message.model_copy(update={"response_metadata": metadata}), generation_info=chunk.generation_info)
 
-
-def _result_usage(result: Any) -> tuple[Any, str | None]:
-    """``(usage, text)`` of the chosen model's ``ChatResult``, for the realised cost of the call."""
-    generations = getattr(result, "generations", None)
-    return result_usage(generations[0].message if generations else result)

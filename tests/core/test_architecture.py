@@ -22,6 +22,7 @@ CORE = Path(unirouter.__file__).resolve().parent
 LAYERS: dict[str, int] = {
     "unirouter._version": 0,
     "unirouter._compat": 0,
+    "unirouter._files": 0,
     "unirouter.exceptions": 0,
     "unirouter._validation": 0,
     "unirouter._params": 0,
@@ -38,7 +39,7 @@ LAYERS: dict[str, int] = {
     "unirouter.cli": 7,
 }
 # The foundation modules form one layer; among themselves they must still respect this order.
-FOUNDATION_ORDER = ["unirouter._compat", "unirouter._version", "unirouter.exceptions", "unirouter._validation", "unirouter._params", "unirouter.profiles"]
+FOUNDATION_ORDER = ["unirouter._compat", "unirouter._files", "unirouter._version", "unirouter.exceptions", "unirouter._validation", "unirouter._params", "unirouter.profiles"]
 
 
 def _module_name(path: Path) -> str:
@@ -97,8 +98,6 @@ def _imports(path: Path, module: str) -> set[str]:
 def _graph() -> dict[str, set[str]]:
     graph = {}
     for path in sorted(CORE.rglob("*.py")):
-        if "pretrained" in path.parts and path.suffix != ".py":
-            continue
         module = _module_name(path)
         graph[module] = _imports(path, module)
     return graph

@@ -10,13 +10,13 @@ is pure data access (layer 1): the profiler uses it to grade the bundled set per
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from unirouter._files import sha256_file
 from unirouter.data.datasets import ValidationSet
 from unirouter.exceptions import PersistenceError
 
@@ -32,14 +32,6 @@ __all__ = [
 
 DATA_DIR = Path(__file__).resolve().parent / "bundle"
 FORMAT = "unirouter-pretrained/1"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _verified(root: Path) -> dict[str, Any]:
@@ -65,7 +57,7 @@ def _verified(root: Path) -> dict[str, Any]:
         if not f.is_file():
             msg = f"bundled file {f} is missing; reinstall unirouter."
             raise PersistenceError(msg, path=f)
-        if _sha256(f) != digest:
+        if sha256_file(f) != digest:
             msg = f"bundled file {f} does not match its checksum in manifest.json (corrupted or modified); reinstall unirouter."
             raise PersistenceError(msg, path=f)
     return meta

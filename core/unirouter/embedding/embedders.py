@@ -435,7 +435,8 @@ class SentenceTransformerEmbedder(_CachingEmbedder):
         self.backend_reason_: str | None = None
 
     def __getstate__(self) -> dict[str, Any]:
-        """Pickle the settings, not the loaded model or the lock (it reloads lazily, offline)."""
+        """Pickle the settings, not the loaded model or the lock (it reloads lazily, offline): the
+        embedder travels this way to other processes (Ray workers, multiprocessing)."""
         state = self.__dict__.copy()
         state.pop("_lock", None)
         state["_model"] = None
@@ -572,17 +573,6 @@ class SentenceTransformerEmbedder(_CachingEmbedder):
                     [texts[i] for i in idx], batch_size=len(idx), normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False
                 )
             return out
-
-    def __getstate__(self) -> dict[str, Any]:
-        # Travels to other processes (Ray workers) as its settings; the model reloads lazily there.
-        state = self.__dict__.copy()
-        state["_model"] = None
-        state.pop("_lock", None)
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
-        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         q = ", quantize=True" if self.quantize else ""

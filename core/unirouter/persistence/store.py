@@ -23,7 +23,6 @@ from __future__ import annotations
 import ctypes
 import errno
 import glob
-import hashlib
 import json
 import os
 import shutil
@@ -38,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from unirouter._files import sha256_file
 from unirouter.data.datasets import ValidationSet
 from unirouter.embedding.embedders import EmbedderIdentity, as_embedder
 from unirouter.exceptions import PersistenceError, ProfileMismatchError, UniRouterError, UniRouterWarning
@@ -48,14 +48,6 @@ __all__ = ["MANIFEST", "SCHEMA", "load_router", "read_router_info", "save_router
 
 SCHEMA = "unirouter-router/1"
 _META = "router.json"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _jsonable_params(params: dict[str, Any]) -> dict[str, Any]:
@@ -120,7 +112,7 @@ def save_router(
         for name, data in extra.items():
             _write_bytes(tmp / name, data)
         _write_manifest(tmp)
-        ours = _sha256(tmp / MANIFEST)
+        ours = sha256_file(tmp / MANIFEST)
         _fsync_dir(tmp)
         _put_in_place(tmp, dest, overwrite=overwrite)
         placed = True
@@ -163,14 +155,14 @@ def _fsync_dir(path: Path) -> None:
 
 def _holds_manifest(root: Path, digest: str) -> bool:
     try:
-        return _sha256(root / MANIFEST) == digest
+        return sha256_file(root / MANIFEST) == digest
     except OSError:
         return False
 
 
 def _write_manifest(out: Path) -> None:
     """List every file written into ``out`` with its SHA-256: the proof that the library owns them."""
-    files = {p.name: _sha256(p) for p in sorted(out.iterdir()) if p.name != MANIFEST}
+    files = {p.name: sha256_file(p) for p in sorted(out.iterdir()) if p.name != MANIFEST}
     data = json.dumps({"schema": _MANIFEST_SCHEMA, "files": files}, indent=2).encode("utf-8")
     _write_bytes(out / MANIFEST, data)
 
@@ -207,7 +199,7 @@ def _owned_files(root: Path) -> list[str]:
         p = entries.get(name)
         if p is None:
             continue  # a file the library wrote is already gone: nothing of the user's is at stake
-        if p.is_symlink() or not p.is_file() or (digest is not None and _sha256(p) != digest):
+        if p.is_symlink() or not p.is_file() or (digest is not None and sha256_file(p) != digest):
             msg = (
                 f"{p} was changed since unirouter saved it; refusing to overwrite {root} "
                 "(the change would be lost). Move the file out or save elsewhere."
@@ -391,11 +383,11 @@ def _write(router: Any, out: Path) -> None:
             np.save(f, arr, allow_pickle=False)
             f.flush()
             os.fsync(f.fileno())
-        files[key] = {"file": fname, "sha256": _sha256(out / fname), "shape": list(arr.shape), "dtype": str(arr.dtype)}
+        files[key] = {"file": fname, "sha256": sha256_file(out / fname), "shape": list(arr.shape), "dtype": str(arr.dtype)}
     vs: ValidationSet | None = router.validation_set_
     if vs is not None:
         vs.to_jsonl(out / "validation.jsonl")
-        files["validation"] = {"file": "validation.jsonl", "sha256": _sha256(out / "validation.jsonl")}
+        files["validation"] = {"file": "validation.jsonl", "sha256": sha256_file(out / "validation.jsonl")}
     from unirouter._version import __version__
 
     meta = {
@@ -454,7 +446,7 @@ def _load_array(root: Path, key: str, spec: dict[str, Any]) -> np.ndarray:
     if not fpath.is_file():
         msg = f"{fpath} is missing."
         raise PersistenceError(msg, path=fpath)
-    if _sha256(fpath) != spec.get("sha256"):
+    if sha256_file(fpath) != spec.get("sha256"):
         msg = f"{fpath} does not match the checksum in router.json (truncated, corrupted or modified)."
         raise PersistenceError(msg, path=fpath)
     _check_npy_header(fpath)
@@ -519,7 +511,7 @@ def _load_router(path: str | Path, *, embedder: Any = None) -> Any:
     if "validation" in meta["arrays"]:
         spec = meta["arrays"]["validation"]
         fpath = _inside(root, spec.get("file") if isinstance(spec, dict) else None)
-        if not fpath.is_file() or _sha256(fpath) != spec.get("sha256"):
+        if not fpath.is_file() or sha256_file(fpath) != spec.get("sha256"):
             msg = f"{fpath} is missing or does not match its checksum."
             raise PersistenceError(msg, path=fpath)
         vs = ValidationSet.from_jsonl(fpath)
@@ -619,7 +611,7 @@ def verify_manifest(root: str | Path) -> None:
         if not fpath.is_file():
             msg = f"{fpath} is missing ({MANIFEST} lists it: the directory was saved with it)."
             raise PersistenceError(msg, path=fpath)
-        if _sha256(fpath) != digest:
+        if sha256_file(fpath) != digest:
             msg = (
                 f"{fpath} does not match the checksum in {MANIFEST} (missing, truncated, corrupted or edited "
                 "after saving); save the router again instead of editing its files."

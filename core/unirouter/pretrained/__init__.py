@@ -21,9 +21,6 @@ Everything loads offline, without ``../shared``::
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -32,11 +29,9 @@ import numpy as np
 
 from unirouter.data.bundled import (
     DATA_DIR,
-    FORMAT,
     _records,
     _verified,
     answer_formats,
-    formats_for,
     manifest,
     typical_output_tokens,
     validation_embeddings,
@@ -48,13 +43,13 @@ from unirouter.exceptions import InvalidInputError, PersistenceError, UnknownMod
 __all__ = [
     "DATA_DIR",
     "METHODS",
+    "answer_formats",
     "known_models",
     "load_pretrained",
     "refit_clusters",
     "manifest",
     "router_for",
     "scorer",
-    "scorer_for",
     "typical_output_tokens",
     "validation_embeddings",
     "validation_set",
@@ -71,11 +66,6 @@ def scorer(*, data_dir: str | Path | None = None) -> Any:
     _verified(root)
     rows = _records(root)
     return PerPromptScorer([r["prompt"] for r in rows], [r["format"] for r in rows])
-
-
-def scorer_for(vs: ValidationSet) -> Any | None:
-    """The bundled per-prompt scorer if ``vs`` is the bundled validation set, else ``None``."""
-    return scorer() if formats_for(vs) is not None else None
 
 
 def known_models(method: str = "kmeans", *, data_dir: str | Path | None = None) -> list[dict[str, Any]]:

@@ -30,7 +30,6 @@ import argparse
 import ast
 import csv
 import gzip
-import hashlib
 import io
 import json
 import re
@@ -42,6 +41,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from unirouter._files import sha256_file
 
 FORMAT = "unirouter-pretrained/1"
 FIXED_TIME = "2026-01-01T00:00:00+00:00"  # timestamps in the bundled files: builds stay byte-identical
@@ -244,10 +245,6 @@ def choose_k(
     return int(best), scores
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _pin_times(router_dir: Path) -> None:
     """Replace the save and creation times in router.json by a fixed date (reproducible bytes)."""
     meta_path = router_dir / "router.json"
@@ -415,7 +412,7 @@ def build(
             "learned_max_epochs": learned_epochs,
         },
         "methods": sorted(routers),
-        "files": {str(p.relative_to(tmp)): _sha256(p) for p in files},
+        "files": {str(p.relative_to(tmp)): sha256_file(p) for p in files},
     }
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     if out.exists():
